@@ -1,0 +1,62 @@
+"""xferkit: exactly-once fund transfers between your own accounts on crypto venues.
+
+>>> async with xferkit.Client(xferkit.XT(api_key, secret)) as client:
+...     receipt = await client.transfer(
+...         "xt", currency="usdt", amount=Decimal("10"),
+...         from_account="spot", to_account="usdt_futures", key="rebalance-0007",
+...     )
+"""
+
+from ._api import transfer
+from ._client import Client
+from ._clock import Clock, SystemClock
+from ._exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    IdempotencyConflictError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    JournalError,
+    PermissionDeniedError,
+    RateLimitError,
+    TransferOutcomeUnknownError,
+    TransferRejectedError,
+    VenueError,
+    VenueUnavailableError,
+    XferError,
+)
+from ._models import Receipt, TransferRequest, TransferStatus
+from ._retry import RetryPolicy
+from .journal import Journal, MemoryJournal, SqliteJournal
+from .venues.xt import XT
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "XT",
+    "AuthenticationError",
+    "Client",
+    "ClientClosedError",
+    "Clock",
+    "IdempotencyConflictError",
+    "InsufficientBalanceError",
+    "InvalidRequestError",
+    "Journal",
+    "JournalError",
+    "MemoryJournal",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Receipt",
+    "RetryPolicy",
+    "SqliteJournal",
+    "SystemClock",
+    "TransferOutcomeUnknownError",
+    "TransferRejectedError",
+    "TransferRequest",
+    "TransferStatus",
+    "VenueError",
+    "VenueUnavailableError",
+    "XferError",
+    "__version__",
+    "transfer",
+]

@@ -1,0 +1,100 @@
+"""Time as xferkit sees it: an injectable clock, and each venue's measured clock offset.
+
+Every wait, timestamp and deadline goes through a :class:`Clock`, so tests can run the engine on
+a virtual clock (``xferkit.testing.VirtualClock``) and never really sleep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import anyio
+
+__all__ = ["SYSTEM_CLOCK", "Clock", "ServerClock", "SystemClock"]
+
+
+class Clock(Protocol):
+    """Wall time, monotonic time and sleeping, all in seconds."""
+
+    def time(self) -> float:
+        """Unix time (UTC) in seconds."""
+
+    def monotonic(self) -> float:
+        """A clock that never goes back, for deadlines and rate limits."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; cancellable."""
+
+
+class SystemClock:
+    """The real clock: ``time.time``, ``time.monotonic`` and ``anyio.sleep``."""
+
+    def time(self) -> float:
+        """Unix time (UTC) in seconds."""
+        return time.time()
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        """``anyio.sleep(seconds)``."""
+        await anyio.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+# Sign a little early: a timestamp ahead of the venue's clock is refused sooner (XT: 1 s) than
+# one behind it (the receive window, 5 s by default).
+SIGN_EARLY_MS = 200
+
+
+class ServerClock:
+    """Tracks one venue's clock offset so request timestamps land inside its window.
+
+    The offset is measured lazily before the first signed request and again whenever the venue
+    refuses a timestamp; concurrent resyncs share one measurement.
+    """
+
+    def __init__(self, clock: Clock, fetch_server_ms: Callable[[], Awaitable[int]]) -> None:
+        self._clock = clock
+        self._fetch = fetch_server_ms
+        self._offset_ms: float | None = None
+        self._generation = 0
+        self._lock = anyio.Lock()
+
+    @property
+    def offset_ms(self) -> float | None:
+        """Server time minus local time, in ms; ``None`` before the first measurement."""
+        return self._offset_ms
+
+    def timestamp_ms(self) -> int:
+        """A request timestamp in the venue's time, a little early."""
+        offset = self._offset_ms or 0.0
+        return int(self._clock.time() * 1000 + offset) - SIGN_EARLY_MS
+
+    async def ensure_synced(self) -> None:
+        """Measure the offset once, if it was never measured."""
+        if self._offset_ms is None:
+            await self.resync(seen_generation=self._generation)
+
+    @property
+    def generation(self) -> int:
+        """Increments on every completed measurement; pass it back to :meth:`resync`."""
+        return self._generation
+
+    async def resync(self, *, seen_generation: int) -> None:
+        """Measure the offset again unless someone did since ``seen_generation``.
+
+        Raises whatever the fetch raises; the offset is left unchanged then.
+        """
+        async with self._lock:
+            if self._generation != seen_generation and self._offset_ms is not None:
+                return
+            before = self._clock.time() * 1000
+            server_ms = await self._fetch()
+            after = self._clock.time() * 1000
+            self._offset_ms = server_ms - (before + after) / 2
+            self._generation += 1

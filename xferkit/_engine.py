@@ -1,0 +1,441 @@
+"""One transfer's state machine: claim, attempts, classification, record.
+
+The order is the safety argument (design.md §2)::
+
+    claim (durable) -> [limiter -> sign this attempt -> send -> classify]* -> record (shielded)
+
+* Nothing is sent before the intent's claim is on disk, and nothing is sent for the first time
+  before the intent is durably ``IN_FLIGHT``: a crash can only leave an intent that resume()
+  treats as "may have executed", never one that executed unrecorded.
+* Every attempt is signed afresh; the body (and XT's bizId) are the journal's bytes.
+* Ambiguous attempts are resent only on venues that de-duplicate (XT); elsewhere they settle
+  by reconciliation, never by a blind resend.
+* Writes after a send run shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import random
+import socket
+import uuid
+from datetime import datetime, timezone
+
+import anyio
+import attrs
+import tenacity
+
+from ._clock import Clock, ServerClock
+from ._exceptions import (
+    IdempotencyConflictError,
+    JournalError,
+    TransferOutcomeUnknownError,
+    VenueError,
+    VenueUnavailableError,
+)
+from ._models import Receipt, TransferStatus
+from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
+from ._ratelimit import RateLimiter
+from ._retry import RetryPolicy, backoff_wait, deadline_stop
+from ._transport import SendError, Transport
+from .journal._base import Intent, Journal, StoredError
+from .venues._base import AmbiguityPolicy, TransferSpec, Venue
+
+__all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
+
+_log = logging.getLogger("xferkit")
+
+DEFAULT_LEASE_SECONDS = 60.0
+_WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
+
+
+@attrs.define
+class VenueRuntime:
+    """A venue together with its per-client state: its clock offset and its rate limiter."""
+
+    venue: Venue
+    server_clock: ServerClock
+    limiter: RateLimiter
+
+
+@attrs.frozen
+class _Exhausted:
+    """The retry policy ran out; ``last`` is the final attempt's outcome."""
+
+    last: NotProcessed | Ambiguous
+
+
+class _Retry(Exception):  # noqa: N818 - a control-flow signal for tenacity, not an error
+    def __init__(self, outcome: NotProcessed | Ambiguous) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+@attrs.define
+class _Progress:
+    """What one drive has learnt so far; ``intent`` is the latest state to write."""
+
+    intent: Intent
+    maybe_executed: bool
+
+
+def _utc(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.time(), tz=timezone.utc)
+
+
+def receipt_from_intent(intent: Intent, *, replayed: bool) -> Receipt:
+    """Build the caller's receipt from a journal intent."""
+    spec = TransferSpec.from_canonical_json(intent.params)
+    return Receipt(
+        venue=intent.venue,
+        key=intent.key,
+        status=intent.status,
+        transfer_id=intent.transfer_id,
+        amount=spec.amount,
+        currency=spec.currency,
+        from_account=spec.from_account,
+        to_account=spec.to_account,
+        attempts=intent.attempts,
+        replayed=replayed,
+        created_at=intent.created_at,
+        finished_at=intent.finished_at,
+    )
+
+
+class Engine:
+    """Drives transfers for one client: shared journal, transport, clock and policy."""
+
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        transport: Transport,
+        clock: Clock,
+        rng: random.Random,
+        policy: RetryPolicy,
+        timeout: float,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        self._journal = journal
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng
+        self._policy = policy
+        self._timeout = timeout
+        self._lease_seconds = lease_seconds
+        self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._drives = itertools.count(1)
+        self._driving: dict[str, anyio.Event] = {}
+
+    def _new_owner(self) -> str:
+        # One owner id per drive, not per client: two tasks of one client must not share a lease.
+        return f"{self._owner_prefix}:{next(self._drives)}"
+
+    def _deadline_at(self, deadline: float | None) -> float | None:
+        seconds = deadline if deadline is not None else self._policy.deadline
+        return None if seconds is None else self._clock.monotonic() + seconds
+
+    # -- entry points -----------------------------------------------------------------------
+
+    async def transfer(
+        self, runtime: VenueRuntime, spec: TransferSpec, key: str, deadline: float | None
+    ) -> Receipt:
+        """Claim ``key`` for ``spec`` and drive it to an outcome (or replay the stored one)."""
+        venue = runtime.venue
+        token = venue.idempotency_token(key)
+        intent = Intent(
+            key=key,
+            venue=venue.name,
+            fingerprint=spec.fingerprint(),
+            params=spec.canonical_json(),
+            token=token,
+            body=venue.transfer_body(spec, token),
+            created_at=_utc(self._clock),
+        )
+        return await self._claim_and_drive(runtime, intent, self._deadline_at(deadline))
+
+    async def resume(self, runtime: VenueRuntime, intent: Intent) -> Receipt:
+        """Drive a stored unfinished intent, unless another worker holds its lease."""
+        return await self._claim_and_drive(runtime, intent, self._deadline_at(None))
+
+    async def _claim_and_drive(
+        self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
+    ) -> Receipt:
+        while True:
+            owner = self._new_owner()
+            claim = await self._journal.claim(
+                intent, owner=owner, lease_seconds=self._lease_seconds
+            )
+            stored = claim.intent
+            if stored.fingerprint != intent.fingerprint:
+                raise IdempotencyConflictError(intent.key)
+            if stored.status.is_terminal:
+                _log.debug(
+                    "transfer %s on %s: replayed %s", stored.key, stored.venue, stored.status.value
+                )
+                return self._replay(stored)
+            if claim.owned:
+                return await self._drive(runtime, stored, owner, deadline_at)
+            await self._wait_for_owner(stored, deadline_at)
+
+    def _replay(self, intent: Intent) -> Receipt:
+        if intent.status is TransferStatus.FAILED and intent.error is not None:
+            raise intent.error.to_exception(intent.venue)
+        return receipt_from_intent(intent, replayed=True)
+
+    async def _wait_for_owner(self, intent: Intent, deadline_at: float | None) -> None:
+        """Wait until the worker driving ``intent`` finishes or its lease runs out."""
+        _log.debug("transfer %s on %s: waiting for lease holder", intent.key, intent.venue)
+        if deadline_at is not None and self._clock.monotonic() >= deadline_at:
+            raise TransferOutcomeUnknownError(
+                intent.key, intent.venue, "another worker is still driving it"
+            )
+        local = self._driving.get(intent.key)
+        if local is not None:
+            await local.wait()
+            return
+        pause = _WAIT_POLL_MAX
+        if intent.lease_expires_at is not None:
+            left = (intent.lease_expires_at - _utc(self._clock)).total_seconds()
+            pause = min(pause, max(left, 0.01))
+        await self._clock.sleep(pause)
+
+    # -- one drive --------------------------------------------------------------------------
+
+    async def _drive(
+        self, runtime: VenueRuntime, intent: Intent, owner: str, deadline_at: float | None
+    ) -> Receipt:
+        done = anyio.Event()
+        self._driving[intent.key] = done
+        # PENDING is never sent (IN_FLIGHT is durable before the first send); anything later
+        # may have reached the venue in an earlier call or process.
+        progress = _Progress(
+            intent=intent, maybe_executed=intent.status is not TransferStatus.PENDING
+        )
+        settled = False
+        try:
+            outcome = await self._attempts(runtime, progress, owner, deadline_at)
+            settled = True
+            return await self._settle(runtime, progress, owner, outcome)
+        finally:
+            if not settled:
+                # Cancelled or failed mid-drive: keep what we know and free the lease so
+                # resume() (or the same key again) can continue at once.
+                with anyio.CancelScope(shield=True):
+                    await self._record(progress.intent, owner, release=True)
+            del self._driving[intent.key]
+            done.set()
+
+    async def _attempts(
+        self,
+        runtime: VenueRuntime,
+        progress: _Progress,
+        owner: str,
+        deadline_at: float | None,
+    ) -> Outcome | _Exhausted:
+        def retry_after(state: tenacity.RetryCallState) -> float | None:
+            error = state.outcome.exception() if state.outcome else None
+            return error.outcome.retry_after if isinstance(error, _Retry) else None
+
+        retrying = tenacity.AsyncRetrying(
+            stop=(
+                tenacity.stop_after_attempt(self._policy.max_attempts)
+                | deadline_stop(self._clock, deadline_at)
+            ),
+            wait=backoff_wait(self._policy, self._rng, retry_after),
+            retry=tenacity.retry_if_exception_type(_Retry),  # never cancellation, never bugs
+            sleep=self._clock.sleep,
+        )
+        try:
+            return await retrying(self._attempt, runtime, progress, owner, deadline_at)
+        except tenacity.RetryError as exc:
+            error = exc.last_attempt.exception()
+            assert isinstance(error, _Retry)  # noqa: S101 - only _Retry is retried
+            return _Exhausted(error.outcome)
+
+    async def _attempt(
+        self,
+        runtime: VenueRuntime,
+        progress: _Progress,
+        owner: str,
+        deadline_at: float | None,
+    ) -> Outcome:
+        venue = runtime.venue
+        await runtime.limiter.acquire()
+        await self._sync_clock(runtime)
+        now = _utc(self._clock)
+        intent = progress.intent
+        if intent.status is TransferStatus.PENDING:
+            intent = attrs.evolve(intent, status=TransferStatus.IN_FLIGHT, first_sent_at=now)
+            self._log_state(intent)
+        # Durable before this send: IN_FLIGHT (first send) or the attempt count and a renewed
+        # lease (resends). Not shielded: if cancelled here, nothing has been sent.
+        await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
+        clock_generation = runtime.server_clock.generation
+        request = venue.transfer_request(intent.body, runtime.server_clock.timestamp_ms())
+        progress.intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
+        try:
+            response = await self._transport.send(
+                request, timeout=self._attempt_timeout(deadline_at)
+            )
+        except SendError as exc:
+            outcome: Outcome = (
+                Ambiguous(reason=exc.reason)
+                if exc.sent
+                else NotProcessed(error=VenueUnavailableError(exc.reason, venue=venue.name))
+            )
+        else:
+            outcome = venue.classify_transfer(response)
+        self._log_attempt(progress.intent, outcome)
+        if isinstance(outcome, NotProcessed):
+            if outcome.resync_clock:
+                await self._sync_clock(runtime, seen_generation=clock_generation)
+            raise _Retry(outcome)
+        if isinstance(outcome, Ambiguous):
+            progress.maybe_executed = True
+            if venue.ambiguity_policy is AmbiguityPolicy.RESEND:
+                raise _Retry(outcome)
+        return outcome
+
+    def _attempt_timeout(self, deadline_at: float | None) -> float:
+        if deadline_at is None:
+            return self._timeout
+        return max(0.05, min(self._timeout, deadline_at - self._clock.monotonic()))
+
+    async def _sync_clock(
+        self, runtime: VenueRuntime, *, seen_generation: int | None = None
+    ) -> None:
+        """Measure the venue's clock (once, or again after a timestamp refusal); best effort."""
+        server_clock = runtime.server_clock
+        try:
+            if seen_generation is None:
+                await server_clock.ensure_synced()
+            else:
+                await server_clock.resync(seen_generation=seen_generation)
+        except (SendError, ValueError, KeyError, TypeError) as exc:
+            # The transfer can still succeed on the local clock; AUTH_105 will ask again.
+            _log.warning("%s: could not read the server time: %s", runtime.venue.name, exc)
+
+    # -- settling ---------------------------------------------------------------------------
+
+    async def _settle(
+        self,
+        runtime: VenueRuntime,
+        progress: _Progress,
+        owner: str,
+        outcome: Outcome | _Exhausted,
+    ) -> Receipt:
+        intent, venue = progress.intent, runtime.venue.name
+        now = _utc(self._clock)
+        if isinstance(outcome, Duplicate):
+            if progress.maybe_executed:
+                # The venue has our bizId: an earlier attempt of this intent executed.
+                outcome = Succeeded(None)
+            else:
+                outcome = Rejected(
+                    type(outcome.error)(
+                        f"{outcome.error.message} (the venue already holds this transfer's "
+                        "idempotency token, though xferkit never sent it: was the journal "
+                        "lost? check the account history before retrying with a new key)",
+                        venue=venue,
+                        code=outcome.error.code,
+                        http_status=outcome.error.http_status,
+                    )
+                )
+        if isinstance(outcome, Succeeded):
+            final = attrs.evolve(
+                intent,
+                status=TransferStatus.SUCCEEDED,
+                transfer_id=outcome.transfer_id,
+                finished_at=now,
+            )
+            await self._record(final, owner)
+            return receipt_from_intent(final, replayed=False)
+        error: VenueError | TransferOutcomeUnknownError
+        if isinstance(outcome, Rejected):
+            error = outcome.error
+        elif isinstance(outcome, _Exhausted) and not progress.maybe_executed:
+            assert isinstance(outcome.last, NotProcessed)  # noqa: S101 - ambiguity sets the flag
+            error = outcome.last.error
+        else:
+            reason = (
+                outcome.last.reason
+                if isinstance(outcome, _Exhausted) and isinstance(outcome.last, Ambiguous)
+                else outcome.reason
+                if isinstance(outcome, Ambiguous)
+                else "retries exhausted"
+            )
+            await self._record(attrs.evolve(intent, status=TransferStatus.UNKNOWN), owner)
+            raise TransferOutcomeUnknownError(intent.key, venue, reason)
+        final = attrs.evolve(
+            intent,
+            status=TransferStatus.FAILED,
+            error=StoredError.from_exception(error),
+            finished_at=now,
+        )
+        await self._record(final, owner)
+        raise error
+
+    async def _record(self, intent: Intent, owner: str, *, release: bool = True) -> None:
+        """Write a post-send state, shielded from cancellation.
+
+        A failure here is logged, not raised: the caller must still learn what the venue said
+        (raising a journal error after money moved would invite a retry with a new key). The
+        journal then still holds the earlier IN_FLIGHT state, which resume() settles safely.
+        """
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._journal.save(
+                    intent, owner=owner, lease_seconds=None if release else self._lease_seconds
+                )
+            except JournalError as exc:
+                _log.error(
+                    "transfer %s on %s: could not record %s: %s",
+                    intent.key,
+                    intent.venue,
+                    intent.status.value,
+                    exc,
+                )
+                return
+        self._log_state(intent)
+
+    # -- logging ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _log_state(intent: Intent) -> None:
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "transfer %s on %s: %s",
+                intent.key,
+                intent.venue,
+                intent.status.value,
+                extra={
+                    "xferkit_key": intent.key,
+                    "venue": intent.venue,
+                    "status": intent.status.value,
+                },
+            )
+
+    @staticmethod
+    def _log_attempt(intent: Intent, outcome: Outcome) -> None:
+        if _log.isEnabledFor(logging.INFO):
+            kind = type(outcome).__name__.lower()
+            detail = getattr(outcome, "reason", None) or getattr(
+                getattr(outcome, "error", None), "code", None
+            )
+            _log.info(
+                "transfer %s on %s: attempt %d %s%s",
+                intent.key,
+                intent.venue,
+                intent.attempts,
+                kind,
+                f" ({detail})" if detail else "",
+                extra={
+                    "xferkit_key": intent.key,
+                    "venue": intent.venue,
+                    "attempt": intent.attempts,
+                    "outcome": kind,
+                },
+            )

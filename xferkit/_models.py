@@ -1,0 +1,80 @@
+"""Public values: what a caller asks for (TransferRequest) and what it gets back (Receipt)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+__all__ = ["Amount", "Receipt", "TransferRequest", "TransferStatus"]
+
+Amount = Decimal | str | int
+"""What ``amount=`` accepts. A ``float`` is refused: it cannot hold most decimal amounts."""
+
+
+class TransferStatus(str, enum.Enum):
+    """Where an intent stands. Only ``SUCCEEDED`` and ``FAILED`` are terminal."""
+
+    PENDING = "PENDING"
+    """Recorded in the journal, never sent."""
+    IN_FLIGHT = "IN_FLIGHT"
+    """Sent at least once; may have reached the venue."""
+    SUCCEEDED = "SUCCEEDED"
+    """The venue executed it (exactly once)."""
+    FAILED = "FAILED"
+    """The venue definitively refused it; nothing moved."""
+    UNKNOWN = "UNKNOWN"
+    """Could not be resolved yet; ``Client.resume()`` continues it."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the intent is settled for good."""
+        return self in (TransferStatus.SUCCEEDED, TransferStatus.FAILED)
+
+
+@attrs.frozen(kw_only=True)
+class TransferRequest:
+    """One transfer for ``Client.transfer_many``: the same fields as ``Client.transfer``."""
+
+    venue: str
+    currency: str
+    amount: Amount
+    from_account: str
+    to_account: str
+    symbol: str | None = None
+    margin_account: str | None = None
+    key: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Receipt:
+    """The settled (or, for ``UNKNOWN``, last known) state of one transfer.
+
+    Attributes:
+        venue: the venue's name.
+        key: the idempotency key (the caller's, or the one xferkit generated).
+        status: a :class:`TransferStatus`.
+        transfer_id: the venue's transfer id as a string, or ``None`` when the venue confirmed
+            without one (an XT duplicate-bizId answer after an ambiguous attempt).
+        amount: the amount as a ``Decimal``.
+        currency: lowercase currency code.
+        from_account, to_account: the unified account names (``spot``, ``usdt_futures``, ...).
+        attempts: how many requests were sent for this transfer, over all calls.
+        replayed: ``True`` when this receipt came from the journal without network I/O.
+        created_at, finished_at: UTC times the intent was recorded and settled.
+    """
+
+    venue: str
+    key: str
+    status: TransferStatus
+    transfer_id: str | None
+    amount: Decimal
+    currency: str
+    from_account: str
+    to_account: str
+    attempts: int
+    replayed: bool
+    created_at: datetime
+    finished_at: datetime | None

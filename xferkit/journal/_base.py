@@ -1,0 +1,210 @@
+"""The journal's contract: the intent record and the operations every backend provides.
+
+An intent is written (claimed) before its first send and updated after every state change.
+A lease (owner, expiry) says which worker drives it; only the owner may write it, and another
+worker may take it over only once the lease has expired or been released.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from datetime import datetime, timedelta, timezone
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .._exceptions import VENUE_ERROR_TYPES, JournalError, TransferRejectedError, VenueError
+from .._models import TransferStatus
+
+__all__ = [
+    "Claim",
+    "Intent",
+    "Journal",
+    "LeaseLostError",
+    "StoredError",
+    "decide_claim",
+    "decide_save",
+    "from_timestamp",
+    "lease_available",
+    "to_timestamp",
+]
+
+
+class LeaseLostError(JournalError):
+    """This worker no longer owns the intent's lease (it expired and another worker took it)."""
+
+
+@attrs.frozen(kw_only=True)
+class StoredError:
+    """A definitive refusal as kept in the journal, so it can be raised again exactly."""
+
+    kind: str
+    message: str
+    code: str | None = None
+    http_status: int | None = None
+
+    @classmethod
+    def from_exception(cls, error: VenueError) -> StoredError:
+        """Capture a venue error (its class name, code, message and HTTP status)."""
+        return cls(
+            kind=type(error).__name__,
+            message=error.message,
+            code=error.code,
+            http_status=error.http_status,
+        )
+
+    def to_exception(self, venue: str) -> VenueError:
+        """Rebuild the venue error that was raised when the refusal happened."""
+        cls = VENUE_ERROR_TYPES.get(self.kind, TransferRejectedError)
+        return cls(self.message, venue=venue, code=self.code, http_status=self.http_status)
+
+    def to_json(self) -> str:
+        """Serialise for a text column."""
+        return json.dumps(attrs.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StoredError:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+@attrs.frozen(kw_only=True)
+class Intent:
+    """One transfer as the journal keeps it.
+
+    Attributes:
+        key: the idempotency key; unique in a journal.
+        venue: the venue's name.
+        fingerprint: hash of the canonical parameters; a reused key must match it.
+        params: the canonical parameters as JSON (``TransferSpec.canonical_json``).
+        token: the venue-side idempotency token (XT ``bizId``), if the venue has one.
+        body: the exact request body; every send, including after a crash, uses these bytes.
+        status: where it stands.
+        attempts: requests sent so far.
+        transfer_id: the venue's id once known.
+        error: the stored refusal of a ``FAILED`` intent.
+        ledger_ref: the venue ledger row claimed by this intent (HTX reconciliation).
+        created_at, first_sent_at, last_sent_at, finished_at: UTC times.
+        lease_owner, lease_expires_at: who drives it, until when.
+    """
+
+    key: str
+    venue: str
+    fingerprint: str
+    params: str
+    token: str | None
+    body: str
+    status: TransferStatus = TransferStatus.PENDING
+    attempts: int = 0
+    transfer_id: str | None = None
+    error: StoredError | None = None
+    ledger_ref: str | None = None
+    created_at: datetime
+    first_sent_at: datetime | None = None
+    last_sent_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """What :meth:`Journal.claim` found.
+
+    ``created`` is true when this call recorded the intent; ``owned`` when the caller now holds
+    its lease (always for a new intent; for a stored one only if it is unfinished and its lease
+    was free or expired).
+    """
+
+    intent: Intent
+    created: bool
+    owned: bool
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """A durable store of intents. Every method is safe to call concurrently."""
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+
+    async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
+        """Record ``intent`` under its key unless the key exists; take the lease if free.
+
+        Durable when it returns: nothing is sent for an intent before its claim returns.
+        """
+
+    async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
+        """Write the intent's state if ``owner`` still holds its lease.
+
+        Extends the lease by ``lease_seconds``; ``None`` releases it (as does a terminal state).
+        Raises :class:`LeaseLostError` if another worker owns it now.
+        """
+
+    async def release(self, key: str, *, owner: str) -> None:
+        """Give up the lease if ``owner`` holds it; the state is left as it is."""
+
+    async def get(self, key: str) -> Intent | None:
+        """The intent stored under ``key``, if any."""
+
+    async def list(
+        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+    ) -> list[Intent]:
+        """Intents (oldest first), optionally only those in ``statuses``."""
+
+
+def lease_available(intent: Intent, now: datetime) -> bool:
+    """Whether a worker may take the intent's lease: unfinished, and unowned or expired."""
+    if intent.status.is_terminal:
+        return False
+    return intent.lease_expires_at is None or intent.lease_expires_at <= now
+
+
+def decide_claim(
+    stored: Intent | None, intent: Intent, *, owner: str, now: datetime, lease_seconds: float
+) -> tuple[Claim, Intent | None]:
+    """Decide a claim from the stored row: the answer, and the row to write (if any).
+
+    Backends that hold a row lock or a single writer run this between their read and write, so
+    the rules live in one place.
+    """
+    until = now + timedelta(seconds=lease_seconds)
+    if stored is None:
+        new = attrs.evolve(intent, lease_owner=owner, lease_expires_at=until)
+        return Claim(intent=new, created=True, owned=True), new
+    if not lease_available(stored, now):
+        return Claim(intent=stored, created=False, owned=False), None
+    taken = attrs.evolve(stored, lease_owner=owner, lease_expires_at=until)
+    return Claim(intent=taken, created=False, owned=True), taken
+
+
+def decide_save(
+    stored: Intent | None, intent: Intent, *, owner: str, now: datetime, lease_seconds: float | None
+) -> Intent:
+    """The row :meth:`Journal.save` writes, or :class:`LeaseLostError` if ``owner`` lost it."""
+    if stored is None or stored.lease_owner != owner:
+        holder = "nobody" if stored is None else stored.lease_owner
+        raise LeaseLostError(f"intent {intent.key!r} is leased to {holder}, not {owner}")
+    if lease_seconds is None or intent.status.is_terminal:
+        return attrs.evolve(intent, lease_owner=None, lease_expires_at=None)
+    return attrs.evolve(
+        intent, lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds)
+    )
+
+
+def to_timestamp(value: datetime | None) -> str | None:
+    """Store a UTC time as fixed-width ISO text, so text order is time order."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_timestamp(value: str | None) -> datetime | None:
+    """Inverse of :func:`to_timestamp`."""
+    if value is None:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)

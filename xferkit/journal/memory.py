@@ -1,0 +1,80 @@
+"""An in-memory journal, for tests only: it does not survive a crash or a restart."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timezone
+
+import anyio
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._models import TransferStatus
+from ._base import Claim, Intent, decide_claim, decide_save
+
+__all__ = ["MemoryJournal"]
+
+
+class MemoryJournal:
+    """Keeps intents in a dict. FOR TESTS ONLY: everything is lost when the process ends.
+
+    It follows the same contract as the durable journals (the shared contract tests prove it),
+    so engine tests can run without disk I/O.
+    """
+
+    def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock
+        self._intents: dict[str, Intent] = {}
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
+
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def aclose(self) -> None:
+        """Nothing to close; the intents stay readable."""
+
+    async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
+        """Record ``intent`` unless its key exists; take the lease if free."""
+        await anyio.lowlevel.checkpoint()
+        claim, row = decide_claim(
+            self._intents.get(intent.key),
+            intent,
+            owner=owner,
+            now=self._now(),
+            lease_seconds=lease_seconds,
+        )
+        if row is not None:
+            self._intents[row.key] = row
+        return claim
+
+    async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
+        """Write the intent if ``owner`` holds its lease."""
+        await anyio.lowlevel.checkpoint()
+        stored = self._intents.get(intent.key)
+        row = decide_save(stored, intent, owner=owner, now=self._now(), lease_seconds=lease_seconds)
+        self._intents[row.key] = row
+
+    async def release(self, key: str, *, owner: str) -> None:
+        """Give up the lease if ``owner`` holds it."""
+        await anyio.lowlevel.checkpoint()
+        stored = self._intents.get(key)
+        if stored is not None and stored.lease_owner == owner:
+            self._intents[key] = decide_save(
+                stored, stored, owner=owner, now=self._now(), lease_seconds=None
+            )
+
+    async def get(self, key: str) -> Intent | None:
+        """The intent under ``key``."""
+        await anyio.lowlevel.checkpoint()
+        return self._intents.get(key)
+
+    async def list(
+        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+    ) -> list[Intent]:
+        """Intents oldest first, optionally filtered by status."""
+        await anyio.lowlevel.checkpoint()
+        rows = sorted(self._intents.values(), key=lambda i: (i.created_at, i.key))
+        if statuses is not None:
+            rows = [i for i in rows if i.status in statuses]
+        return rows[:limit] if limit is not None else rows

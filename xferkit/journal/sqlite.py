@@ -1,0 +1,298 @@
+"""The default journal: one SQLite file, WAL mode, ``synchronous=FULL``.
+
+Every call runs on a worker thread behind a ``CapacityLimiter(1)``, so the event loop never
+blocks on disk and the single connection is never used by two threads at once. A write returns
+only after SQLite's fsync: a claim that returned is on disk before anything is sent.
+Several processes may share the file; ``BEGIN IMMEDIATE`` serialises their writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Collection
+from datetime import datetime, timezone
+from os import PathLike
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._clock import SYSTEM_CLOCK, Clock
+from .._exceptions import JournalError
+from .._models import TransferStatus
+from ._base import (
+    Claim,
+    Intent,
+    StoredError,
+    decide_claim,
+    decide_save,
+    from_timestamp,
+    to_timestamp,
+)
+
+__all__ = ["DEFAULT_JOURNAL_PATH", "SqliteJournal"]
+
+DEFAULT_JOURNAL_PATH = Path("~/.xferkit/journal.sqlite3")
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intents (
+    key              TEXT PRIMARY KEY,
+    venue            TEXT NOT NULL,
+    fingerprint      TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    token            TEXT,
+    body             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    transfer_id      TEXT,
+    error            TEXT,
+    ledger_ref       TEXT,
+    created_at       TEXT NOT NULL,
+    first_sent_at    TEXT,
+    last_sent_at     TEXT,
+    finished_at      TEXT,
+    lease_owner      TEXT,
+    lease_expires_at TEXT
+);
+CREATE INDEX IF NOT EXISTS intents_status ON intents (status, created_at);
+CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref ON intents (venue, ledger_ref)
+    WHERE ledger_ref IS NOT NULL;
+"""
+
+_COLUMNS = (
+    "key, venue, fingerprint, params, token, body, status, attempts, transfer_id, error, "
+    "ledger_ref, created_at, first_sent_at, last_sent_at, finished_at, lease_owner, "
+    "lease_expires_at"
+)
+_UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608
+
+
+def _row(intent: Intent) -> tuple[object, ...]:
+    return (
+        intent.key,
+        intent.venue,
+        intent.fingerprint,
+        intent.params,
+        intent.token,
+        intent.body,
+        intent.status.value,
+        intent.attempts,
+        intent.transfer_id,
+        intent.error.to_json() if intent.error else None,
+        intent.ledger_ref,
+        to_timestamp(intent.created_at),
+        to_timestamp(intent.first_sent_at),
+        to_timestamp(intent.last_sent_at),
+        to_timestamp(intent.finished_at),
+        intent.lease_owner,
+        to_timestamp(intent.lease_expires_at),
+    )
+
+
+def _intent(row: sqlite3.Row) -> Intent:
+    created_at = from_timestamp(row["created_at"])
+    assert created_at is not None  # noqa: S101 - NOT NULL column
+    return Intent(
+        key=row["key"],
+        venue=row["venue"],
+        fingerprint=row["fingerprint"],
+        params=row["params"],
+        token=row["token"],
+        body=row["body"],
+        status=TransferStatus(row["status"]),
+        attempts=row["attempts"],
+        transfer_id=row["transfer_id"],
+        error=StoredError.from_json(row["error"]) if row["error"] else None,
+        ledger_ref=row["ledger_ref"],
+        created_at=created_at,
+        first_sent_at=from_timestamp(row["first_sent_at"]),
+        last_sent_at=from_timestamp(row["last_sent_at"]),
+        finished_at=from_timestamp(row["finished_at"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=from_timestamp(row["lease_expires_at"]),
+    )
+
+
+class SqliteJournal:
+    """A durable journal in one SQLite file (the default).
+
+    Args:
+        path: the database file; parent directories are created.
+            Defaults to ``~/.xferkit/journal.sqlite3``.
+        clock: the clock leases are judged by.
+        busy_timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str] = DEFAULT_JOURNAL_PATH,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        busy_timeout: float = 10.0,
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._db: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteJournal({str(self.path)!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        if self._db is None or self._limiter is None:
+            raise JournalError(f"{self!r} is not open")
+        db = self._db
+
+        def call() -> _T:
+            try:
+                return fn(db)
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {self.path} failed: {exc}") from exc
+
+        # Not abandoned on cancellation: a write that started finishes, so the caller's view
+        # (written or not) matches the file.
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
+
+    @staticmethod
+    def _select(db: sqlite3.Connection, key: str) -> Intent | None:
+        row = db.execute(f"SELECT {_COLUMNS} FROM intents WHERE key = ?", (key,)).fetchone()  # noqa: S608
+        return _intent(row) if row is not None else None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file and schema (or check its version); idempotent."""
+        if self._db is not None:
+            return
+        self._limiter = anyio.CapacityLimiter(1)
+
+        def connect() -> sqlite3.Connection:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(
+                    self.path,
+                    timeout=self._busy_timeout,
+                    isolation_level=None,  # explicit BEGIN/COMMIT below
+                    check_same_thread=False,  # one thread at a time, via the limiter
+                )
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("BEGIN IMMEDIATE")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    db.execute("ROLLBACK")
+                    db.close()
+                    raise JournalError(
+                        f"journal {self.path} has schema version {version}; this xferkit "
+                        f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
+                    )
+                if version == 0:
+                    # One statement at a time: executescript() would COMMIT and drop the lock
+                    # that keeps two processes from migrating at once.
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+            except (OSError, sqlite3.Error) as exc:
+                raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
+            return db
+
+        self._db = await anyio.to_thread.run_sync(connect, limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._db is None or self._limiter is None:
+            return
+        db, self._db = self._db, None
+        await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
+
+    # -- the contract -----------------------------------------------------------------------
+
+    async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
+        """Record ``intent`` unless its key exists; take the lease if free. Durable on return."""
+        now = self._now()
+
+        def claim(db: sqlite3.Connection) -> Claim:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result, row = decide_claim(
+                    self._select(db, intent.key),
+                    intent,
+                    owner=owner,
+                    now=now,
+                    lease_seconds=lease_seconds,
+                )
+                if row is not None:
+                    db.execute(_UPSERT, _row(row))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return result
+
+        return await self._run(claim)
+
+    async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
+        """Write the intent if ``owner`` holds its lease. Durable on return."""
+        now = self._now()
+
+        def save(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = decide_save(
+                    self._select(db, intent.key),
+                    intent,
+                    owner=owner,
+                    now=now,
+                    lease_seconds=lease_seconds,
+                )
+                db.execute(_UPSERT, _row(row))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(save)
+
+    async def release(self, key: str, *, owner: str) -> None:
+        """Give up the lease if ``owner`` holds it."""
+
+        def release(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE intents SET lease_owner = NULL, lease_expires_at = NULL "
+                "WHERE key = ? AND lease_owner = ?",
+                (key, owner),
+            )
+
+        await self._run(release)
+
+    async def get(self, key: str) -> Intent | None:
+        """The intent under ``key``."""
+        return await self._run(lambda db: self._select(db, key))
+
+    async def list(
+        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+    ) -> list[Intent]:
+        """Intents oldest first, optionally filtered by status."""
+        sql = f"SELECT {_COLUMNS} FROM intents"  # noqa: S608
+        args: list[object] = []
+        if statuses is not None:
+            wanted = [s.value for s in statuses]
+            sql += f" WHERE status IN ({', '.join('?' * len(wanted))})"
+            args.extend(wanted)
+        sql += " ORDER BY created_at, key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return await self._run(lambda db: [_intent(r) for r in db.execute(sql, args)])

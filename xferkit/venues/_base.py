@@ -1,0 +1,115 @@
+"""What the engine needs from a venue module, and the validated transfer it works on.
+
+Venue modules are thin (design.md §2, rule 3): request shape, signing, response parsing, the
+error-code table and the reconciliation query. Retry, journal and lease logic live in the engine.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .._http import HttpRequest, HttpResponse
+from .._outcomes import Outcome
+from .._validation import amount_text
+
+__all__ = ["AmbiguityPolicy", "TransferSpec", "Venue"]
+
+
+class AmbiguityPolicy(enum.Enum):
+    """What the engine may do after an attempt that may have executed."""
+
+    RESEND = "resend"
+    """The venue de-duplicates on a key we send (XT ``bizId``): resend the same body."""
+    RECONCILE = "reconcile"
+    """No server-side key (HTX): never blindly resend; look for the transfer first."""
+
+
+@attrs.frozen(kw_only=True)
+class TransferSpec:
+    """A validated transfer in canonical form: what the fingerprint and the journal hold.
+
+    Accounts are the unified names (``spot``, ``usdt_futures``...), so ``"spot"`` and ``"SPOT"``
+    are the same request; venue modules map them to their native names when building the body.
+    """
+
+    venue: str
+    currency: str
+    amount: Decimal
+    from_account: str
+    to_account: str
+    symbol: str | None = None
+    margin_account: str | None = None
+
+    def canonical_json(self) -> str:
+        """Serialise the parameters deterministically (sorted keys, amount as plain text)."""
+        fields = attrs.asdict(self)
+        fields["amount"] = amount_text(self.amount)
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
+    def fingerprint(self) -> str:
+        """Hash of the canonical parameters: equal iff the same transfer was asked for."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    @classmethod
+    def from_canonical_json(cls, text: str) -> TransferSpec:
+        """Rebuild a spec from :meth:`canonical_json` (used when resuming from the journal)."""
+        fields = json.loads(text)
+        fields["amount"] = Decimal(fields["amount"])
+        return cls(**fields)
+
+
+@runtime_checkable
+class Venue(Protocol):
+    """A venue module's surface, as the engine uses it."""
+
+    @property
+    def name(self) -> str:
+        """Short lowercase name callers pass to ``transfer()`` (``"xt"``)."""
+
+    @property
+    def base_url(self) -> str:
+        """Scheme, host and optional port of the venue's API."""
+
+    @property
+    def rate_limit(self) -> float:
+        """Client-side ceiling in transfer requests per second."""
+
+    @property
+    def ambiguity_policy(self) -> AmbiguityPolicy:
+        """How an ambiguous attempt is settled on this venue."""
+
+    def validate(
+        self,
+        *,
+        currency: object,
+        amount: object,
+        from_account: object,
+        to_account: object,
+        symbol: object,
+        margin_account: object,
+    ) -> TransferSpec:
+        """Check the venue-specific rules and return the canonical spec (no I/O)."""
+
+    def idempotency_token(self, key: str) -> str | None:
+        """The server-side de-duplication key derived from the caller's key, if any."""
+
+    def transfer_body(self, spec: TransferSpec, token: str | None) -> str:
+        """Serialise the transfer body once; every attempt sends exactly these bytes."""
+
+    def transfer_request(self, body: str, timestamp_ms: int) -> HttpRequest:
+        """Build and sign one attempt of the transfer with a fresh timestamp."""
+
+    def classify_transfer(self, response: HttpResponse) -> Outcome:
+        """Sort the venue's answer into an outcome class per the venue's code table."""
+
+    def time_request(self) -> HttpRequest:
+        """The unsigned request for the venue's server time."""
+
+    def parse_server_time(self, response: HttpResponse) -> int:
+        """Server time in Unix milliseconds from the answer to :meth:`time_request`."""
