@@ -1,0 +1,236 @@
+"""One contract, every journal backend: the engine relies on exactly these behaviours."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import anyio
+import attrs
+import pytest
+
+from xferkit import JournalError, SqliteJournal, TransferStatus
+from xferkit.journal import Intent, Journal, LeaseLostError, StoredError
+from xferkit.testing import VirtualClock
+
+LEASE = 30.0
+
+
+def make_intent(key: str = "k1", *, created_at: datetime | None = None) -> Intent:
+    return Intent(
+        key=key,
+        venue="xt",
+        fingerprint="f" * 64,
+        params='{"amount":"10"}',
+        token=f"biz-{key}",
+        body='{"bizId":"biz"}',
+        created_at=created_at or datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc),
+    )
+
+
+async def test_claim_records_a_new_intent_owned_by_the_caller(journal: Journal) -> None:
+    """A first claim creates the intent, hands its lease to the caller and stores it."""
+    claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    assert (claim.created, claim.owned) == (True, True)
+    stored = await journal.get("k1")
+    assert stored is not None
+    assert stored.lease_owner == "a"
+    assert stored.status is TransferStatus.PENDING
+
+
+async def test_second_claim_returns_the_stored_intent_without_the_lease(journal: Journal) -> None:
+    """A claim on a key leased to someone else returns the stored row and does not own it."""
+    await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    other = attrs.evolve(make_intent(), fingerprint="0" * 64)
+    claim = await journal.claim(other, owner="b", lease_seconds=LEASE)
+    assert (claim.created, claim.owned) == (False, False)
+    assert claim.intent.fingerprint == "f" * 64  # the stored parameters win
+
+
+async def test_concurrent_claims_of_one_key_have_exactly_one_winner(journal: Journal) -> None:
+    """Twenty concurrent claims of one key: one creates and owns it, the rest do not."""
+    results = []
+
+    async def claim(owner: str) -> None:
+        results.append(await journal.claim(make_intent(), owner=owner, lease_seconds=LEASE))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(20):
+            tg.start_soon(claim, f"w{n}")
+    assert sum(c.created for c in results) == 1
+    assert sum(c.owned for c in results) == 1
+
+
+async def test_expired_lease_can_be_taken_over(journal: Journal, clock: VirtualClock) -> None:
+    """Once the owner's lease expires, another worker's claim takes it."""
+    await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    clock.advance(LEASE + 1)
+    claim = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
+    assert claim.owned
+    assert claim.intent.lease_owner == "b"
+    with pytest.raises(LeaseLostError):
+        await journal.save(claim.intent, owner="a", lease_seconds=LEASE)
+
+
+async def test_released_lease_is_free_at_once(journal: Journal) -> None:
+    """A released lease can be claimed immediately; the state is untouched by release."""
+    claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    await journal.save(
+        attrs.evolve(claim.intent, status=TransferStatus.IN_FLIGHT), owner="a", lease_seconds=LEASE
+    )
+    await journal.release("k1", owner="a")
+    taken = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
+    assert taken.owned
+    assert taken.intent.status is TransferStatus.IN_FLIGHT
+
+
+async def test_release_by_a_non_owner_changes_nothing(journal: Journal) -> None:
+    """Only the lease holder can release it."""
+    await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    await journal.release("k1", owner="b")
+    claim = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
+    assert not claim.owned
+
+
+async def test_save_by_a_non_owner_is_refused(journal: Journal) -> None:
+    """A worker that does not hold the lease cannot overwrite the intent."""
+    claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    with pytest.raises(LeaseLostError):
+        await journal.save(
+            attrs.evolve(claim.intent, status=TransferStatus.SUCCEEDED),
+            owner="b",
+            lease_seconds=None,
+        )
+    stored = await journal.get("k1")
+    assert stored is not None
+    assert stored.status is TransferStatus.PENDING
+
+
+async def test_terminal_intents_are_never_leased_again(journal: Journal, clock: VirtualClock) -> None:
+    """A settled intent keeps no lease and no later claim owns it."""
+    claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    await journal.save(
+        attrs.evolve(claim.intent, status=TransferStatus.SUCCEEDED, transfer_id="99"),
+        owner="a",
+        lease_seconds=LEASE,
+    )
+    stored = await journal.get("k1")
+    assert stored is not None
+    assert stored.lease_owner is None
+    clock.advance(LEASE * 10)
+    again = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
+    assert (again.created, again.owned) == (False, False)
+    assert again.intent.transfer_id == "99"
+
+
+async def test_every_field_round_trips(journal: Journal) -> None:
+    """What is saved is what is read back: times in UTC, errors, ids and counters."""
+    claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    sent = datetime(2026, 11, 21, 8, 0, 1, 123456, tzinfo=timezone.utc)
+    final = attrs.evolve(
+        claim.intent,
+        status=TransferStatus.FAILED,
+        attempts=3,
+        error=StoredError(kind="InsufficientBalanceError", message="short", code="FUND_002"),
+        ledger_ref="ledger-7",
+        first_sent_at=sent,
+        last_sent_at=sent + timedelta(seconds=2),
+        finished_at=sent + timedelta(seconds=3),
+    )
+    await journal.save(final, owner="a", lease_seconds=None)
+    stored = await journal.get("k1")
+    assert stored == attrs.evolve(final, lease_owner=None, lease_expires_at=None)
+
+
+async def test_list_filters_by_status_oldest_first(journal: Journal) -> None:
+    """list() returns intents oldest first, filtered by status and bounded by limit."""
+    base = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    for n in (3, 1, 2):
+        await journal.claim(
+            make_intent(f"k{n}", created_at=base + timedelta(minutes=n)), owner="a", lease_seconds=LEASE
+        )
+    done = await journal.get("k2")
+    assert done is not None
+    await journal.save(attrs.evolve(done, status=TransferStatus.SUCCEEDED), owner="a", lease_seconds=None)
+    assert [i.key for i in await journal.list()] == ["k1", "k2", "k3"]
+    pending = await journal.list(statuses=[TransferStatus.PENDING])
+    assert [i.key for i in pending] == ["k1", "k3"]
+    assert [i.key for i in await journal.list(limit=1)] == ["k1"]
+
+
+async def test_get_of_an_unknown_key_is_none(journal: Journal) -> None:
+    """Reading a key that was never claimed gives None, not an error."""
+    assert await journal.get("nope") is None
+
+
+# -- SQLite specifics ---------------------------------------------------------------------
+
+
+async def test_sqlite_claim_is_on_disk_when_it_returns(tmp_path: Path) -> None:
+    """A claim is readable by a second connection to the file as soon as claim() returns."""
+    path = tmp_path / "j.sqlite3"
+    journal = SqliteJournal(path)
+    await journal.open()
+    try:
+        await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+        with sqlite3.connect(path) as other:
+            rows = other.execute("SELECT key, status FROM intents").fetchall()
+        assert rows == [("k1", "PENDING")]
+    finally:
+        await journal.aclose()
+
+
+async def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
+    """The journal file is in WAL mode and the connection fsyncs every commit (FULL)."""
+    journal = SqliteJournal(tmp_path / "j.sqlite3")
+    await journal.open()
+    try:
+        mode = await journal._run(lambda db: db.execute("PRAGMA journal_mode").fetchone()[0])
+        sync = await journal._run(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
+    finally:
+        await journal.aclose()
+    assert (mode, sync) == ("wal", 2)
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
+    """A journal written by a newer xferkit is refused instead of being misread."""
+    path = tmp_path / "j.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(JournalError, match="schema version 99"):
+        await SqliteJournal(path).open()
+
+
+async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
+    """Intents written by one journal object are there for the next one on the same file."""
+    path = tmp_path / "j.sqlite3"
+    first = SqliteJournal(path)
+    await first.open()
+    await first.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    await first.aclose()
+    second = SqliteJournal(path)
+    await second.open()
+    try:
+        stored = await second.get("k1")
+    finally:
+        await second.aclose()
+    assert stored is not None
+    assert stored.token == "biz-k1"
+
+
+async def test_sqlite_unwritable_location_is_a_journal_error(tmp_path: Path) -> None:
+    """A journal path that cannot be created raises JournalError on open."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(JournalError):
+        await SqliteJournal(blocker / "j.sqlite3").open()
+
+
+async def test_sqlite_closed_journal_raises(tmp_path: Path) -> None:
+    """Using a closed journal raises JournalError rather than silently dropping writes."""
+    journal = SqliteJournal(tmp_path / "j.sqlite3")
+    await journal.open()
+    await journal.aclose()
+    with pytest.raises(JournalError):
+        await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
