@@ -1,0 +1,72 @@
+"""Engine fixtures: a fake XT with a fault plan, wired to a real Client on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+import xferkit
+from xferkit.journal import Journal
+from xferkit.testing import FakeTransport, FakeXT, FaultPlan, VirtualClock
+
+API_KEY = "test-api-key-0001"
+SECRET = "test-secret-do-not-leak-7d1c9e"
+
+MakeClient = Callable[..., AbstractAsyncContextManager[xferkit.Client]]
+
+
+@pytest.fixture
+def plan() -> FaultPlan:
+    """A fault plan with no random faults; tests force or enable what they need."""
+    return FaultPlan(seed=1)
+
+
+@pytest.fixture
+def fake_xt(clock: VirtualClock, plan: FaultPlan) -> FakeXT:
+    """The simulated XT venue, on the test's virtual clock."""
+    return FakeXT(api_key=API_KEY, secret=SECRET, clock=clock, faults=plan)
+
+
+@pytest.fixture
+def xt() -> xferkit.XT:
+    """XT credentials the fake accepts; a high rate limit so tests are not throttled."""
+    return xferkit.XT(API_KEY, SECRET, rate_limit=10_000)
+
+
+@pytest.fixture
+def make_client(
+    xt: xferkit.XT, fake_xt: FakeXT, clock: VirtualClock, journal: Journal
+) -> MakeClient:
+    """Build a Client on the fake XT; keyword arguments override the Client's defaults."""
+
+    @asynccontextmanager
+    async def make(**overrides: Any) -> AsyncIterator[xferkit.Client]:
+        options: dict[str, Any] = {
+            "journal": journal,
+            "clock": clock,
+            "retry": xferkit.RetryPolicy(max_attempts=8, deadline=None),
+        }
+        options.update(overrides)
+        async with (
+            httpx.AsyncClient(transport=FakeTransport(fake_xt)) as http_client,
+            xferkit.Client(xt, http_client=http_client, **options) as client,
+        ):
+            yield client
+
+    return make
+
+
+def transfer_args(**overrides: Any) -> dict[str, Any]:
+    """The arguments of a typical transfer, spot to USDT futures."""
+    args: dict[str, Any] = {
+        "currency": "usdt",
+        "amount": "10",
+        "from_account": "spot",
+        "to_account": "usdt_futures",
+    }
+    args.update(overrides)
+    return args

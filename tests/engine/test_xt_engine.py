@@ -1,0 +1,237 @@
+"""XT transfers through the real engine against the simulated venue, one fault at a time."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+import xferkit
+from xferkit import TransferStatus
+from xferkit.journal import Journal
+from xferkit.testing import FakeXT, Fault, FaultPlan, VirtualClock
+
+from .conftest import MakeClient, transfer_args
+
+
+def transfer_requests(fake: FakeXT) -> int:
+    return sum(1 for r in fake.requests if r.request.path == "/v4/balance/transfer")
+
+
+async def test_clean_transfer_moves_money_once(make_client: MakeClient, fake_xt: FakeXT) -> None:
+    """A transfer without faults executes once and the receipt carries the venue's id."""
+    before = fake_xt.balance("spot", "usdt")
+    async with make_client() as client:
+        receipt = await client.transfer("xt", **transfer_args(amount=Decimal("12.5")), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.transfer_id == fake_xt.audit[0].transfer_id
+    assert isinstance(receipt.transfer_id, str)
+    assert int(receipt.transfer_id) > 2**53  # kept exact, never a float
+    assert (receipt.attempts, receipt.replayed) == (1, False)
+    assert fake_xt.balance("spot", "usdt") == before - Decimal("12.5")
+    assert len(fake_xt.audit) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.DROP_AFTER, Fault.ERROR_5XX_AFTER, Fault.SLOW_AFTER, Fault.TIMEOUT_CODE_AFTER],
+)
+async def test_ambiguous_after_commit_resends_and_confirms_by_duplicate(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, fault: Fault
+) -> None:
+    """A lost answer after the venue committed is resent with the same bizId: one execution."""
+    plan.force(fault)
+    async with make_client() as client:
+        receipt = await client.transfer("xt", **transfer_args(), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.transfer_id is None  # confirmed by the duplicate answer, which has no id
+    assert receipt.attempts == 2
+    assert list(fake_xt.executions_by_token().values()) == [1]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.CONNECT_REFUSED, Fault.DROP_BEFORE, Fault.ERROR_5XX_BEFORE, Fault.RATE_LIMIT],
+)
+async def test_failure_before_processing_resends_and_executes_once(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, fault: Fault
+) -> None:
+    """A request the venue never processed is sent again and executes exactly once."""
+    plan.force(fault)
+    async with make_client() as client:
+        receipt = await client.transfer("xt", **transfer_args(), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.transfer_id == fake_xt.audit[0].transfer_id
+    assert list(fake_xt.executions_by_token().values()) == [1]
+
+
+async def test_rate_limit_waits_for_retry_after(
+    make_client: MakeClient, plan: FaultPlan, clock: VirtualClock
+) -> None:
+    """A 429's Retry-After is honoured before the next attempt (on the virtual clock)."""
+    plan.force(Fault.RATE_LIMIT)
+    start = clock.monotonic()
+    async with make_client() as client:
+        await client.transfer("xt", **transfer_args(), key="k1")
+    assert clock.monotonic() - start >= 1.0  # the fake's Retry-After is 1 s
+
+
+async def test_clock_skew_resyncs_and_resigns(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan
+) -> None:
+    """After AUTH_105 the client measures the venue's clock again and the resend is accepted."""
+    plan.force(Fault.CLOCK_SKEW)
+    async with make_client() as client:
+        receipt = await client.transfer("xt", **transfer_args(), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert fake_xt.skew_ms != 0
+    stamps = [
+        int(r.request.headers["validate-timestamp"])
+        for r in fake_xt.requests
+        if r.request.path == "/v4/balance/transfer"
+    ]
+    assert len(stamps) == 2
+    assert abs(stamps[1] - stamps[0] - fake_xt.skew_ms) < 5_000  # re-signed in the venue's time
+
+
+async def test_rate_limit_past_the_policy_fails_and_is_final(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, journal: Journal
+) -> None:
+    """429 on every attempt raises RateLimitError, records FAILED, and a repeat sends nothing."""
+    plan.force(Fault.RATE_LIMIT, times=3)
+    async with make_client(retry=xferkit.RetryPolicy(max_attempts=3, deadline=None)) as client:
+        with pytest.raises(xferkit.RateLimitError):
+            await client.transfer("xt", **transfer_args(), key="k1")
+        sent = transfer_requests(fake_xt)
+        with pytest.raises(xferkit.RateLimitError):
+            await client.transfer("xt", **transfer_args(), key="k1")
+        stored = await journal.get("k1")
+    assert transfer_requests(fake_xt) == sent == 3
+    assert stored is not None
+    assert stored.status is TransferStatus.FAILED
+    assert not fake_xt.audit
+
+
+async def test_ambiguous_past_the_policy_is_unknown_then_resume_settles_it(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, journal: Journal
+) -> None:
+    """Retries exhausted while ambiguous raise with the key; resume() settles it exactly once."""
+    plan.force(Fault.DROP_AFTER)
+    plan.force(Fault.ERROR_5XX_BEFORE, times=2)
+    async with make_client(retry=xferkit.RetryPolicy(max_attempts=3, deadline=None)) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError) as raised:
+            await client.transfer("xt", **transfer_args(), key="k1")
+        assert raised.value.key == "k1"
+        stored = await journal.get("k1")
+        assert stored is not None
+        assert stored.status is TransferStatus.UNKNOWN
+        receipts = await client.resume()
+    assert [(r.key, r.status) for r in receipts] == [("k1", TransferStatus.SUCCEEDED)]
+    assert list(fake_xt.executions_by_token().values()) == [1]
+
+
+async def test_deadline_bounds_the_whole_call(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, clock: VirtualClock
+) -> None:
+    """A call whose waits would pass its deadline stops and reports the unknown outcome."""
+    plan.force(Fault.ERROR_5XX_AFTER, times=20)
+    start = clock.monotonic()
+    async with make_client(retry=xferkit.RetryPolicy(max_attempts=20)) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer("xt", **transfer_args(), key="k1", deadline=3.0)
+    assert clock.monotonic() - start <= 3.0
+    assert transfer_requests(fake_xt) < 20
+    assert len(fake_xt.audit) == 1
+
+
+async def test_insufficient_balance_is_failed_and_replayed_without_requests(
+    make_client: MakeClient, fake_xt: FakeXT, journal: Journal
+) -> None:
+    """A definitive refusal marks FAILED; asking again re-raises it without network I/O."""
+    async with make_client() as client:
+        with pytest.raises(xferkit.InsufficientBalanceError) as first:
+            await client.transfer("xt", **transfer_args(amount="1000000000"), key="big")
+        sent = len(fake_xt.requests)
+        with pytest.raises(xferkit.InsufficientBalanceError) as again:
+            await client.transfer("xt", **transfer_args(amount="1000000000"), key="big")
+        stored = await journal.get("big")
+    assert len(fake_xt.requests) == sent
+    assert (again.value.code, again.value.venue) == (first.value.code, "xt")
+    assert stored is not None
+    assert stored.status is TransferStatus.FAILED
+    assert not fake_xt.audit
+
+
+async def test_replay_returns_the_stored_receipt_without_requests(
+    make_client: MakeClient, fake_xt: FakeXT
+) -> None:
+    """Same key, same parameters (in another spelling): the stored receipt, zero requests."""
+    async with make_client() as client:
+        first = await client.transfer("xt", **transfer_args(), key="k1")
+        sent = len(fake_xt.requests)
+        again = await client.transfer(
+            "XT", **transfer_args(currency="USDT", amount=Decimal("10.00"), from_account="SPOT"),
+            key="k1",
+        )
+    assert len(fake_xt.requests) == sent
+    assert again.replayed
+    assert (again.transfer_id, again.status, again.key) == (first.transfer_id, first.status, "k1")
+
+
+async def test_conflicting_reuse_of_a_key_is_refused_without_requests(
+    make_client: MakeClient, fake_xt: FakeXT
+) -> None:
+    """Same key, different amount: IdempotencyConflictError and zero requests."""
+    async with make_client() as client:
+        await client.transfer("xt", **transfer_args(), key="k1")
+        sent = len(fake_xt.requests)
+        with pytest.raises(xferkit.IdempotencyConflictError):
+            await client.transfer("xt", **transfer_args(amount="11"), key="k1")
+    assert len(fake_xt.requests) == sent
+    assert len(fake_xt.audit) == 1
+
+
+async def test_duplicate_on_a_never_sent_bizid_is_an_error(
+    make_client: MakeClient, fake_xt: FakeXT, clock: VirtualClock
+) -> None:
+    """With a lost journal, the same key cannot execute again: the venue's duplicate is raised."""
+    async with make_client() as client:
+        await client.transfer("xt", **transfer_args(), key="k1")
+    async with make_client(journal=xferkit.MemoryJournal(clock=clock)) as fresh:
+        with pytest.raises(xferkit.TransferRejectedError, match="was the journal lost"):
+            await fresh.transfer("xt", **transfer_args(), key="k1")
+    assert list(fake_xt.executions_by_token().values()) == [1]
+
+
+async def test_generated_keys_are_journaled_and_distinct(
+    make_client: MakeClient, fake_xt: FakeXT, journal: Journal
+) -> None:
+    """Without a key each call gets its own generated, persisted key and executes once."""
+    async with make_client() as client:
+        a = await client.transfer("xt", **transfer_args())
+        b = await client.transfer("xt", **transfer_args())
+        keys = {i.key for i in await journal.list()}
+    assert a.key != b.key
+    assert keys == {a.key, b.key}
+    assert len(fake_xt.audit) == 2
+
+
+async def test_the_client_refuses_use_outside_its_context(make_client: MakeClient) -> None:
+    """A client that is not open, or already closed, raises ClientClosedError."""
+    async with make_client() as client:
+        pass
+    with pytest.raises(xferkit.ClientClosedError):
+        await client.transfer("xt", **transfer_args())
+    unopened = xferkit.Client(xferkit.XT("k", "s"), journal=xferkit.MemoryJournal())
+    with pytest.raises(xferkit.ClientClosedError):
+        await unopened.transfer("xt", **transfer_args())
+
+
+async def test_unknown_venue_is_refused_before_io(
+    make_client: MakeClient, fake_xt: FakeXT
+) -> None:
+    """A venue the client has no credentials for is an InvalidRequestError, nothing sent."""
+    async with make_client() as client:
+        with pytest.raises(xferkit.InvalidRequestError, match="not configured"):
+            await client.transfer("binance", **transfer_args())
+    assert not fake_xt.requests
