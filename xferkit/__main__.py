@@ -1,0 +1,5 @@
+"""``python -m xferkit``: the same as the ``xferkit`` command."""
+
+from .cli import main
+
+main()
