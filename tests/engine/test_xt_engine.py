@@ -170,7 +170,8 @@ async def test_replay_returns_the_stored_receipt_without_requests(
         first = await client.transfer("xt", **transfer_args(), key="k1")
         sent = len(fake_xt.requests)
         again = await client.transfer(
-            "XT", **transfer_args(currency="USDT", amount=Decimal("10.00"), from_account="SPOT"),
+            "XT",
+            **transfer_args(currency="USDT", amount=Decimal("10.00"), from_account="SPOT"),
             key="k1",
         )
     assert len(fake_xt.requests) == sent
@@ -227,9 +228,7 @@ async def test_the_client_refuses_use_outside_its_context(make_client: MakeClien
         await unopened.transfer("xt", **transfer_args())
 
 
-async def test_unknown_venue_is_refused_before_io(
-    make_client: MakeClient, fake_xt: FakeXT
-) -> None:
+async def test_unknown_venue_is_refused_before_io(make_client: MakeClient, fake_xt: FakeXT) -> None:
     """A venue the client has no credentials for is an InvalidRequestError, nothing sent."""
     async with make_client() as client:
         with pytest.raises(xferkit.InvalidRequestError, match="not configured"):

@@ -107,7 +107,9 @@ async def test_save_by_a_non_owner_is_refused(journal: Journal) -> None:
     assert stored.status is TransferStatus.PENDING
 
 
-async def test_terminal_intents_are_never_leased_again(journal: Journal, clock: VirtualClock) -> None:
+async def test_terminal_intents_are_never_leased_again(
+    journal: Journal, clock: VirtualClock
+) -> None:
     """A settled intent keeps no lease and no later claim owns it."""
     claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
     await journal.save(
@@ -148,11 +150,15 @@ async def test_list_filters_by_status_oldest_first(journal: Journal) -> None:
     base = datetime(2026, 11, 21, tzinfo=timezone.utc)
     for n in (3, 1, 2):
         await journal.claim(
-            make_intent(f"k{n}", created_at=base + timedelta(minutes=n)), owner="a", lease_seconds=LEASE
+            make_intent(f"k{n}", created_at=base + timedelta(minutes=n)),
+            owner="a",
+            lease_seconds=LEASE,
         )
     done = await journal.get("k2")
     assert done is not None
-    await journal.save(attrs.evolve(done, status=TransferStatus.SUCCEEDED), owner="a", lease_seconds=None)
+    await journal.save(
+        attrs.evolve(done, status=TransferStatus.SUCCEEDED), owner="a", lease_seconds=None
+    )
     assert [i.key for i in await journal.list()] == ["k1", "k2", "k3"]
     pending = await journal.list(statuses=[TransferStatus.PENDING])
     assert [i.key for i in pending] == ["k1", "k3"]
