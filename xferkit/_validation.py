@@ -6,13 +6,14 @@ Each failure raises :class:`InvalidRequestError` with a message that says what t
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 
 from ._exceptions import InvalidRequestError
 
 __all__ = [
     "MAX_AMOUNT_CHARS",
     "MAX_KEY_CHARS",
+    "amount_text",
     "check_key",
     "normalize_amount",
     "normalize_currency",
@@ -50,7 +51,8 @@ def normalize_amount(amount: object) -> Decimal:
     if value <= 0:
         raise InvalidRequestError(f"amount must be greater than zero, not {value}")
     # normalize() drops trailing zeros so "10", "10.0" and Decimal("1E+1") are one request.
-    value = value.normalize()
+    # It rounds to the context's precision (28 digits by default), so give it every digit.
+    value = value.normalize(Context(prec=len(value.as_tuple().digits)))
     if len(format(value, "f")) > MAX_AMOUNT_CHARS:
         raise InvalidRequestError(f"amount has more than {MAX_AMOUNT_CHARS} characters")
     return value
