@@ -34,6 +34,15 @@ DEFAULT_TIMEOUT = 10.0
 _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
 
 
+def _positive_seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and value > 0
+        and math.isfinite(value)
+    )
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
@@ -95,10 +104,17 @@ class Client:
             if venue.name in self._venues:
                 raise InvalidRequestError(f"venue {venue.name!r} was passed twice")
             self._venues[venue.name] = venue
-        if not (isinstance(timeout, int | float) and timeout > 0 and math.isfinite(timeout)):
+        if not _positive_seconds(timeout):
             raise InvalidRequestError(
                 f"timeout must be a positive number of seconds, not {timeout!r}"
             )
+        if not _positive_seconds(lease_seconds) or lease_seconds <= timeout:
+            raise InvalidRequestError(
+                f"lease_seconds must be a number of seconds above timeout ({timeout}), "
+                f"not {lease_seconds!r}: a lease that lapses mid-attempt lets a second worker in"
+            )
+        if not isinstance(retry, RetryPolicy):
+            raise InvalidRequestError(f"retry must be a xferkit.RetryPolicy, not {retry!r}")
         self._journal = open_journal(journal, clock)
         self._policy = retry
         self._timeout = float(timeout)
@@ -242,9 +258,7 @@ class Client:
             key = f"auto-{uuid.UUID(int=self._rng.getrandbits(128), version=4)}"
         else:
             key = check_key(key)
-        if deadline is not None and not (
-            isinstance(deadline, int | float) and deadline > 0 and math.isfinite(deadline)
-        ):
+        if deadline is not None and not _positive_seconds(deadline):
             raise InvalidRequestError(
                 f"deadline must be a positive number of seconds, not {deadline!r}"
             )

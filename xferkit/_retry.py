@@ -64,7 +64,8 @@ def backoff_delay(
     ``draw`` is a uniform random number in [0, 1). The venue's ``Retry-After``, when given,
     is a floor (capped by ``policy.max_retry_after``): retrying sooner would only be refused.
     """
-    cap = min(policy.max_backoff, policy.initial_backoff * 2.0 ** (attempt - 1))
+    # The exponent is bounded first: 2.0 ** 1024 overflows, and the cap is long reached by then.
+    cap = min(policy.max_backoff, policy.initial_backoff * 2.0 ** min(attempt - 1, 64))
     delay = cap * draw
     if retry_after is not None:
         delay = max(delay, min(retry_after, policy.max_retry_after))

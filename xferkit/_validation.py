@@ -65,8 +65,10 @@ def amount_text(amount: Decimal) -> str:
 
 def normalize_currency(currency: object) -> str:
     """Return the currency code in lowercase, refusing anything that is not a plain code."""
-    if not isinstance(currency, str):
-        raise InvalidRequestError(f"currency must be a str such as 'usdt', not {currency!r}")
+    if not isinstance(currency, str) or not currency.isascii():
+        raise InvalidRequestError(
+            f"currency must be an ASCII code such as 'usdt', not {currency!r}"
+        )
     code = currency.strip().lower()
     if not _CURRENCY.fullmatch(code):
         raise InvalidRequestError(

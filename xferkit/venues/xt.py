@@ -140,12 +140,12 @@ def _base_url(url: object) -> str:
 
 
 def _check_recv_window(_: object, __: object, value: int) -> None:
-    if not 2000 <= value <= 60000:
+    if not isinstance(value, int) or isinstance(value, bool) or not 2000 <= value <= 60000:
         raise InvalidRequestError(f"recv_window_ms must be 2000..60000, not {value}")
 
 
 def _check_rate(_: object, __: object, value: float) -> None:
-    if not value > 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidRequestError(f"rate_limit must be a positive number, not {value}")
 
 
@@ -197,7 +197,11 @@ class XT:
             raise InvalidRequestError("margin_account is an HTX setting; XT takes symbol")
         pair: str | None = None
         if "margin" in (source, target):
-            if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol.strip().lower()):
+            if (
+                not isinstance(symbol, str)
+                or not symbol.isascii()
+                or not _SYMBOL.fullmatch(symbol.strip().lower())
+            ):
                 raise InvalidRequestError(
                     "a margin (LEVER) transfer on XT needs symbol, e.g. symbol='btc_usdt'"
                 )
@@ -319,7 +323,8 @@ def _message(envelope: Mapping[str, object]) -> str:
 
 
 def _account(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
+    # ASCII only: case-folding would otherwise turn look-alikes ("\u017fpot") into real names.
+    if not isinstance(value, str) or not value.strip() or not value.isascii():
         raise InvalidRequestError(f"{field} must be an account name such as 'spot'")
     name = value.strip()
     if name.lower() in ACCOUNTS:
