@@ -27,7 +27,7 @@ async def transfer(
     """Make one transfer with credentials from the environment and the default journal.
 
     Reads ``XFERKIT_XT_API_KEY``/``XFERKIT_XT_SECRET`` (and ``XFERKIT_XT_BASE_URL``) for XT;
-    the journal is ``~/.xferkit/journal.sqlite3``. Same arguments as :meth:`Client.transfer`.
+    the journal is ``~/.xferkit/journal.sqlite3``. Same arguments as `Client.transfer`.
     """
     factory = _FROM_ENV.get(venue.lower()) if isinstance(venue, str) else None
     if factory is None:

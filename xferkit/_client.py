@@ -225,17 +225,18 @@ class Client:
             venue: ``"xt"`` or ``"htx"`` (a venue passed to this client).
             currency: currency code, any case (``"usdt"``).
             amount: ``Decimal``, ``str`` or ``int``; a ``float`` is refused.
-            from_account, to_account: unified names (``spot``, ``margin``, ``finance``,
-                ``usdt_futures``, ``coin_futures``, ``otc``) or the venue's own names.
+            from_account: the source account: a unified name (``spot``, ``margin``,
+                ``finance``, ``usdt_futures``, ``coin_futures``, ``otc``) or the venue's own.
+            to_account: the destination account, named the same way.
             symbol: the trading pair for margin (XT ``LEVER``) transfers, e.g. ``"btc_usdt"``.
             margin_account: HTX's margin account for ``linear-swap`` transfers.
             key: idempotency key (1..100 printable characters). The same key with the same
                 parameters returns the stored receipt without network I/O; with different
-                parameters it raises :class:`IdempotencyConflictError`. Generated if omitted.
+                parameters it raises `IdempotencyConflictError`. Generated if omitted.
             deadline: seconds this call may take in all; defaults to the retry policy's.
 
         Returns:
-            The :class:`Receipt` of the settled transfer.
+            The `Receipt` of the settled transfer.
 
         Raises:
             InvalidRequestError: bad input, before any I/O.
@@ -267,8 +268,9 @@ class Client:
     async def resume(self) -> list[Receipt]:
         """Drive every unfinished intent in the journal to an outcome.
 
-        Intents whose lease another worker holds are left to that worker. Refusals become
-        ``FAILED`` receipts; intents still ambiguous stay ``UNKNOWN`` (their receipts say so).
+        Intents whose lease another live worker holds are skipped (that worker settles them);
+        expired leases are taken over. Refusals come back as ``FAILED`` receipts; intents still
+        ambiguous stay ``UNKNOWN`` (their receipts say so) for a later ``resume()``.
         """
         engine = self._open_engine()
         receipts: list[Receipt] = []
@@ -277,9 +279,12 @@ class Client:
             if runtime is None:
                 continue  # a venue this client has no credentials for
             try:
-                receipts.append(await engine.resume(runtime, intent))
+                receipt = await engine.resume(runtime, intent)
             except (VenueError, TransferOutcomeUnknownError):
                 stored = await self._journal.get(intent.key)
                 if stored is not None:
                     receipts.append(receipt_from_intent(stored, replayed=False))
+                continue
+            if receipt is not None:
+                receipts.append(receipt)
         return receipts

@@ -1,6 +1,6 @@
 """Time as xferkit sees it: an injectable clock, and each venue's measured clock offset.
 
-Every wait, timestamp and deadline goes through a :class:`Clock`, so tests can run the engine on
+Every wait, timestamp and deadline goes through a `Clock`, so tests can run the engine on
 a virtual clock (``xferkit.testing.VirtualClock``) and never really sleep.
 """
 
@@ -82,7 +82,7 @@ class ServerClock:
 
     @property
     def generation(self) -> int:
-        """Increments on every completed measurement; pass it back to :meth:`resync`."""
+        """Increments on every completed measurement; pass it back to `resync`."""
         return self._generation
 
     async def resync(self, *, seen_generation: int) -> None:

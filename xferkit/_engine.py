@@ -38,16 +38,18 @@ from ._exceptions import (
 from ._models import Receipt, TransferStatus
 from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from ._ratelimit import RateLimiter
+from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal, StoredError
-from .venues._base import AmbiguityPolicy, TransferSpec, Venue
+from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
 
 _log = logging.getLogger("xferkit")
 
 DEFAULT_LEASE_SECONDS = 60.0
+_UNRESOLVED = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
 _WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
 
 
@@ -79,6 +81,17 @@ class _Progress:
 
     intent: Intent
     maybe_executed: bool
+    sent_this_call: int = 0
+
+
+def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
+    """The error a FAILED intent raises, or ``None`` when the outcome is still unknown."""
+    if isinstance(outcome, Rejected):
+        return outcome.error
+    if isinstance(outcome, _Exhausted) and isinstance(outcome.last, NotProcessed):
+        # Only provably-unprocessed attempts since the last possible execution: nothing moved.
+        return None if maybe_executed else outcome.last.error
+    return None
 
 
 def _utc(clock: Clock) -> datetime:
@@ -128,6 +141,11 @@ class Engine:
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._drives = itertools.count(1)
         self._driving: dict[str, anyio.Event] = {}
+        self._group_locks: dict[tuple[object, ...], anyio.Lock] = {}
+        self._group_free_at: dict[tuple[object, ...], float] = {}
+        self._reconciler = Reconciler(
+            journal=journal, transport=transport, clock=clock, timeout=timeout
+        )
 
     def _new_owner(self) -> str:
         # One owner id per drive, not per client: two tasks of one client must not share a lease.
@@ -156,9 +174,15 @@ class Engine:
         )
         return await self._claim_and_drive(runtime, intent, self._deadline_at(deadline))
 
-    async def resume(self, runtime: VenueRuntime, intent: Intent) -> Receipt:
-        """Drive a stored unfinished intent, unless another worker holds its lease."""
-        return await self._claim_and_drive(runtime, intent, self._deadline_at(None))
+    async def resume(self, runtime: VenueRuntime, intent: Intent) -> Receipt | None:
+        """Drive a stored unfinished intent; ``None`` if another worker holds its lease."""
+        owner = self._new_owner()
+        claim = await self._journal.claim(intent, owner=owner, lease_seconds=self._lease_seconds)
+        if claim.intent.status.is_terminal:
+            return self._replay(claim.intent)
+        if not claim.owned:
+            return None
+        return await self._drive(runtime, claim.intent, owner, self._deadline_at(None))
 
     async def _claim_and_drive(
         self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
@@ -216,17 +240,110 @@ class Engine:
         )
         settled = False
         try:
-            outcome = await self._attempts(runtime, progress, owner, deadline_at)
+            if runtime.venue.ambiguity_policy is AmbiguityPolicy.RESEND:
+                outcome = await self._attempts(runtime, progress, owner, deadline_at)
+            else:
+                outcome = await self._attempts_with_reconciliation(
+                    runtime, progress, owner, deadline_at
+                )
             settled = True
             return await self._settle(runtime, progress, owner, outcome)
+        except JournalError as exc:
+            if progress.maybe_executed:
+                # "Nothing moved" is what JournalError promises; here it may have.
+                raise TransferOutcomeUnknownError(
+                    intent.key, intent.venue, f"the journal failed after a send: {exc}"
+                ) from exc
+            raise
         finally:
             if not settled:
                 # Cancelled or failed mid-drive: keep what we know and free the lease so
                 # resume() (or the same key again) can continue at once.
-                with anyio.CancelScope(shield=True):
-                    await self._record(progress.intent, owner, release=True)
+                await self._record(progress.intent, owner)
             del self._driving[intent.key]
             done.set()
+
+    async def _attempts_with_reconciliation(
+        self,
+        runtime: VenueRuntime,
+        progress: _Progress,
+        owner: str,
+        deadline_at: float | None,
+    ) -> Outcome | _Exhausted:
+        """Send on a venue without idempotency keys: reconcile before any resend.
+
+        At most one unresolved intent per (accounts, currency, amount) is in flight from this
+        client, so a ledger row matches one intent only; later ones wait their turn.
+        """
+        venue = runtime.venue
+        assert isinstance(venue, LedgerVenue)  # noqa: S101 - RECONCILE venues read a ledger
+        spec = TransferSpec.from_canonical_json(progress.intent.params)
+        group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
+        async with self._group_locks.setdefault(group, anyio.Lock()):
+            if progress.intent.status is TransferStatus.PENDING:
+                await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
+            try:
+                while True:
+                    if progress.maybe_executed:
+                        found = await self._reconciler.find(
+                            venue,
+                            runtime.server_clock,
+                            progress.intent,
+                            spec,
+                            owner=owner,
+                            deadline_at=deadline_at,
+                        )
+                        _log.info(
+                            "transfer %s on %s: reconciled: %s",
+                            progress.intent.key,
+                            venue.name,
+                            found,
+                        )
+                        if isinstance(found, Found):
+                            progress.intent = attrs.evolve(
+                                progress.intent, ledger_ref=found.ledger_id
+                            )
+                            return Succeeded(found.ledger_id)
+                        if isinstance(found, Unclear):
+                            return Ambiguous(reason=found.reason)
+                        progress.maybe_executed = False  # provably absent: sending is safe
+                    if progress.sent_this_call >= self._policy.max_attempts:
+                        return _Exhausted(Ambiguous(reason="attempts exhausted"))
+                    outcome = await self._attempts(runtime, progress, owner, deadline_at)
+                    if not isinstance(outcome, Ambiguous):
+                        return outcome
+            finally:
+                # Keep the next identical transfer's ledger window clear of this one's row.
+                self._group_free_at[group] = (
+                    self._clock.monotonic() + 2 * venue.ledger_margin_seconds
+                )
+
+    async def _wait_for_identical(
+        self, venue: LedgerVenue, intent: Intent, spec: TransferSpec, deadline_at: float | None
+    ) -> None:
+        """Wait until no identical transfer is unresolved (here or in the journal)."""
+        group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
+        pause = self._clock.monotonic()
+        free_at = self._group_free_at.get(group, pause)
+        if free_at > pause:
+            await self._clock.sleep(free_at - pause)
+        while True:
+            blocking = [
+                other
+                for other in await self._journal.list(statuses=_UNRESOLVED)
+                if other.key != intent.key
+                and other.venue == venue.name
+                and TransferSpec.from_canonical_json(other.params).same_movement(spec)
+            ]
+            if not blocking:
+                return
+            if deadline_at is not None and self._clock.monotonic() >= deadline_at:
+                raise TransferOutcomeUnknownError(
+                    intent.key,
+                    intent.venue,
+                    f"not sent yet: identical transfer {blocking[0].key!r} is still unresolved",
+                )
+            await self._clock.sleep(_WAIT_POLL_MAX)
 
     async def _attempts(
         self,
@@ -241,7 +358,7 @@ class Engine:
 
         retrying = tenacity.AsyncRetrying(
             stop=(
-                tenacity.stop_after_attempt(self._policy.max_attempts)
+                tenacity.stop_after_attempt(self._policy.max_attempts - progress.sent_this_call)
                 | deadline_stop(self._clock, deadline_at)
             ),
             wait=backoff_wait(self._policy, self._rng, retry_after),
@@ -276,6 +393,7 @@ class Engine:
         clock_generation = runtime.server_clock.generation
         request = venue.transfer_request(intent.body, runtime.server_clock.timestamp_ms())
         progress.intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
+        progress.sent_this_call += 1
         try:
             response = await self._transport.send(
                 request, timeout=self._attempt_timeout(deadline_at)
@@ -315,7 +433,7 @@ class Engine:
             else:
                 await server_clock.resync(seen_generation=seen_generation)
         except (SendError, ValueError, KeyError, TypeError) as exc:
-            # The transfer can still succeed on the local clock; AUTH_105 will ask again.
+            # The transfer can still succeed on the local clock; a timestamp refusal asks again.
             _log.warning("%s: could not read the server time: %s", runtime.venue.name, exc)
 
     # -- settling ---------------------------------------------------------------------------
@@ -327,23 +445,11 @@ class Engine:
         owner: str,
         outcome: Outcome | _Exhausted,
     ) -> Receipt:
+        """Record the outcome (shielded) and return the receipt or raise the caller's error."""
         intent, venue = progress.intent, runtime.venue.name
         now = _utc(self._clock)
         if isinstance(outcome, Duplicate):
-            if progress.maybe_executed:
-                # The venue has our bizId: an earlier attempt of this intent executed.
-                outcome = Succeeded(None)
-            else:
-                outcome = Rejected(
-                    type(outcome.error)(
-                        f"{outcome.error.message} (the venue already holds this transfer's "
-                        "idempotency token, though xferkit never sent it: was the journal "
-                        "lost? check the account history before retrying with a new key)",
-                        venue=venue,
-                        code=outcome.error.code,
-                        http_status=outcome.error.http_status,
-                    )
-                )
+            outcome = self._judge_duplicate(outcome, progress, venue)
         if isinstance(outcome, Succeeded):
             final = attrs.evolve(
                 intent,
@@ -351,45 +457,55 @@ class Engine:
                 transfer_id=outcome.transfer_id,
                 finished_at=now,
             )
+            # Even unrecorded, the caller must learn it executed (or it may retry with a new
+            # key); the journal's IN_FLIGHT row then settles to the same answer on resume().
             await self._record(final, owner)
             return receipt_from_intent(final, replayed=False)
-        error: VenueError | TransferOutcomeUnknownError
-        if isinstance(outcome, Rejected):
-            error = outcome.error
-        elif isinstance(outcome, _Exhausted) and not progress.maybe_executed:
-            assert isinstance(outcome.last, NotProcessed)  # noqa: S101 - ambiguity sets the flag
-            error = outcome.last.error
-        else:
-            reason = (
-                outcome.last.reason
-                if isinstance(outcome, _Exhausted) and isinstance(outcome.last, Ambiguous)
-                else outcome.reason
-                if isinstance(outcome, Ambiguous)
-                else "retries exhausted"
-            )
+        refusal = _refusal(outcome, progress.maybe_executed)
+        if refusal is None:
+            last = outcome.last if isinstance(outcome, _Exhausted) else outcome
+            reason = last.reason if isinstance(last, Ambiguous) else "retries exhausted"
             await self._record(attrs.evolve(intent, status=TransferStatus.UNKNOWN), owner)
             raise TransferOutcomeUnknownError(intent.key, venue, reason)
         final = attrs.evolve(
             intent,
             status=TransferStatus.FAILED,
-            error=StoredError.from_exception(error),
+            error=StoredError.from_exception(refusal),
             finished_at=now,
         )
-        await self._record(final, owner)
-        raise error
+        if not await self._record(final, owner):
+            # The journal still says IN_FLIGHT, so resume() would send again: telling the
+            # caller "refused" now could lead to a retry under a new key and a double move.
+            raise TransferOutcomeUnknownError(
+                intent.key, venue, f"refused ({refusal}) but the refusal could not be recorded"
+            ) from refusal
+        raise refusal
 
-    async def _record(self, intent: Intent, owner: str, *, release: bool = True) -> None:
-        """Write a post-send state, shielded from cancellation.
+    @staticmethod
+    def _judge_duplicate(outcome: Duplicate, progress: _Progress, venue: str) -> Outcome:
+        if progress.maybe_executed:
+            return Succeeded(None)  # the venue has our token: an earlier attempt executed
+        error = outcome.error
+        return Rejected(
+            type(error)(
+                f"{error.message} (the venue already holds this transfer's idempotency token, "
+                "though xferkit never sent it: was the journal lost? check the account history "
+                "before retrying with a new key)",
+                venue=venue,
+                code=error.code,
+                http_status=error.http_status,
+            )
+        )
 
-        A failure here is logged, not raised: the caller must still learn what the venue said
-        (raising a journal error after money moved would invite a retry with a new key). The
-        journal then still holds the earlier IN_FLIGHT state, which resume() settles safely.
+    async def _record(self, intent: Intent, owner: str) -> bool:
+        """Write a post-send state and free the lease, shielded from cancellation.
+
+        Returns whether it was written. A failure is logged, not raised: the caller must still
+        learn what the venue said; the journal keeps its earlier state, which resume() settles.
         """
         with anyio.CancelScope(shield=True):
             try:
-                await self._journal.save(
-                    intent, owner=owner, lease_seconds=None if release else self._lease_seconds
-                )
+                await self._journal.save(intent, owner=owner, lease_seconds=None)
             except JournalError as exc:
                 _log.error(
                     "transfer %s on %s: could not record %s: %s",
@@ -398,8 +514,9 @@ class Engine:
                     intent.status.value,
                     exc,
                 )
-                return
+                return False
         self._log_state(intent)
+        return True
 
     # -- logging ----------------------------------------------------------------------------
 

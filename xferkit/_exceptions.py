@@ -1,6 +1,6 @@
 """The xferkit error tree.
 
-Every error xferkit raises on purpose subclasses :class:`XferError`. The tree says, for each
+Every error xferkit raises on purpose subclasses `XferError`. The tree says, for each
 error, whether money can have moved::
 
     XferError
@@ -17,7 +17,7 @@ error, whether money can have moved::
         ├── VenueUnavailableError               could not connect; nothing was sent
         └── TransferRejectedError               any other definitive refusal
 
-A definitive refusal (every :class:`VenueError`) marks the intent ``FAILED`` in the journal;
+A definitive refusal (every `VenueError`) marks the intent ``FAILED`` in the journal;
 calling again with the same key re-raises the stored error without network I/O.
 """
 

@@ -36,7 +36,7 @@ class TransferStatus(str, enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class TransferRequest:
-    """One transfer for ``Client.transfer_many``: the same fields as ``Client.transfer``."""
+    """One transfer, as a value: the same fields as ``Client.transfer``'s arguments."""
 
     venue: str
     currency: str
@@ -55,15 +55,17 @@ class Receipt:
     Attributes:
         venue: the venue's name.
         key: the idempotency key (the caller's, or the one xferkit generated).
-        status: a :class:`TransferStatus`.
+        status: a `TransferStatus`.
         transfer_id: the venue's transfer id as a string, or ``None`` when the venue confirmed
             without one (an XT duplicate-bizId answer after an ambiguous attempt).
         amount: the amount as a ``Decimal``.
         currency: lowercase currency code.
-        from_account, to_account: the unified account names (``spot``, ``usdt_futures``, ...).
+        from_account: the source account's unified name (``spot``, ``usdt_futures``, ...).
+        to_account: the destination account's unified name.
         attempts: how many requests were sent for this transfer, over all calls.
         replayed: ``True`` when this receipt came from the journal without network I/O.
-        created_at, finished_at: UTC times the intent was recorded and settled.
+        created_at: UTC time the intent was recorded.
+        finished_at: UTC time it was settled, or ``None``.
     """
 
     venue: str

@@ -13,7 +13,7 @@ __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    """Spaces calls to :meth:`acquire` at most ``rate`` per second, in arrival order."""
+    """Spaces calls to `acquire` at most ``rate`` per second, in arrival order."""
 
     def __init__(self, rate: float, clock: Clock) -> None:
         self._interval = 1.0 / rate

@@ -77,7 +77,7 @@ def backoff_wait(
     rng: random.Random,
     retry_after: Callable[[tenacity.RetryCallState], float | None],
 ) -> Callable[[tenacity.RetryCallState], float]:
-    """A tenacity ``wait`` that applies :func:`backoff_delay` with the venue's Retry-After."""
+    """A tenacity ``wait`` that applies `backoff_delay` with the venue's Retry-After."""
 
     def wait(state: tenacity.RetryCallState) -> float:
         return backoff_delay(policy, state.attempt_number, rng.random(), retry_after(state))

@@ -33,7 +33,7 @@ class SendError(Exception):
 
 
 class Transport:
-    """Sends :class:`HttpRequest` values with a shared ``httpx.AsyncClient``.
+    """Sends `HttpRequest` values with a shared ``httpx.AsyncClient``.
 
     Args:
         http_client: the caller's client; it is used as given and not closed here.

@@ -1,6 +1,6 @@
 """Input checks shared by every venue; all of them run before any I/O.
 
-Each failure raises :class:`InvalidRequestError` with a message that says what to change.
+Each failure raises `InvalidRequestError` with a message that says what to change.
 """
 
 from __future__ import annotations

@@ -240,3 +240,24 @@ async def test_sqlite_closed_journal_raises(tmp_path: Path) -> None:
     await journal.aclose()
     with pytest.raises(JournalError):
         await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+
+
+async def test_a_ledger_row_is_claimed_by_one_intent_only(journal: Journal) -> None:
+    """Two intents of one venue cannot both claim the same ledger row; the owner's claim sticks."""
+    await journal.claim(make_intent("a"), owner="wa", lease_seconds=LEASE)
+    await journal.claim(make_intent("b"), owner="wb", lease_seconds=LEASE)
+    assert await journal.claim_ledger_ref("a", owner="wa", ref="row-1")
+    assert not await journal.claim_ledger_ref("b", owner="wb", ref="row-1")
+    assert await journal.claim_ledger_ref("b", owner="wb", ref="row-2")
+    stored = await journal.get("a")
+    assert stored is not None
+    assert stored.ledger_ref == "row-1"
+
+
+async def test_a_ledger_row_needs_the_lease(journal: Journal) -> None:
+    """A worker that does not hold the intent's lease cannot claim a ledger row for it."""
+    await journal.claim(make_intent("a"), owner="wa", lease_seconds=LEASE)
+    assert not await journal.claim_ledger_ref("a", owner="intruder", ref="row-1")
+    stored = await journal.get("a")
+    assert stored is not None
+    assert stored.ledger_ref is None

@@ -65,7 +65,7 @@ class StoredError:
 
     @classmethod
     def from_json(cls, text: str) -> StoredError:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of `to_json`."""
         return cls(**json.loads(text))
 
 
@@ -85,8 +85,12 @@ class Intent:
         transfer_id: the venue's id once known.
         error: the stored refusal of a ``FAILED`` intent.
         ledger_ref: the venue ledger row claimed by this intent (HTX reconciliation).
-        created_at, first_sent_at, last_sent_at, finished_at: UTC times.
-        lease_owner, lease_expires_at: who drives it, until when.
+        created_at: when it was recorded (UTC).
+        first_sent_at: when the first request was sent, or ``None``.
+        last_sent_at: when the latest request was sent, or ``None``.
+        finished_at: when it was settled, or ``None``.
+        lease_owner: the worker driving it, or ``None``.
+        lease_expires_at: until when that worker's lease holds.
     """
 
     key: str
@@ -110,7 +114,7 @@ class Intent:
 
 @attrs.frozen(kw_only=True)
 class Claim:
-    """What :meth:`Journal.claim` found.
+    """What `Journal.claim` found.
 
     ``created`` is true when this call recorded the intent; ``owned`` when the caller now holds
     its lease (always for a new intent; for a stored one only if it is unfinished and its lease
@@ -142,11 +146,16 @@ class Journal(Protocol):
         """Write the intent's state if ``owner`` still holds its lease.
 
         Extends the lease by ``lease_seconds``; ``None`` releases it (as does a terminal state).
-        Raises :class:`LeaseLostError` if another worker owns it now.
+        Raises `LeaseLostError` if another worker owns it now.
         """
 
     async def release(self, key: str, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it; the state is left as it is."""
+
+    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
+        """Record that ledger row ``ref`` is this intent's, unless another intent of the same
+        venue already claimed it (or ``owner`` lost the lease). True if this call recorded it.
+        """
 
     async def get(self, key: str) -> Intent | None:
         """The intent stored under ``key``, if any."""
@@ -185,7 +194,7 @@ def decide_claim(
 def decide_save(
     stored: Intent | None, intent: Intent, *, owner: str, now: datetime, lease_seconds: float | None
 ) -> Intent:
-    """The row :meth:`Journal.save` writes, or :class:`LeaseLostError` if ``owner`` lost it."""
+    """The row `Journal.save` writes, or `LeaseLostError` if ``owner`` lost it."""
     if stored is None or stored.lease_owner != owner:
         holder = "nobody" if stored is None else stored.lease_owner
         raise LeaseLostError(f"intent {intent.key!r} is leased to {holder}, not {owner}")
@@ -204,7 +213,7 @@ def to_timestamp(value: datetime | None) -> str | None:
 
 
 def from_timestamp(value: str | None) -> datetime | None:
-    """Inverse of :func:`to_timestamp`."""
+    """Inverse of `to_timestamp`."""
     if value is None:
         return None
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)

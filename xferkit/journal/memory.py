@@ -6,6 +6,7 @@ from collections.abc import Collection
 from datetime import datetime, timezone
 
 import anyio
+import attrs
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._models import TransferStatus
@@ -63,6 +64,20 @@ class MemoryJournal:
             self._intents[key] = decide_save(
                 stored, stored, owner=owner, now=self._now(), lease_seconds=None
             )
+
+    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
+        """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
+        await anyio.lowlevel.checkpoint()
+        stored = self._intents.get(key)
+        if stored is None or stored.lease_owner != owner:
+            return False
+        if any(
+            i.venue == stored.venue and i.ledger_ref == ref and i.key != key
+            for i in self._intents.values()
+        ):
+            return False
+        self._intents[key] = attrs.evolve(stored, ledger_ref=ref)
+        return True
 
     async def get(self, key: str) -> Intent | None:
         """The intent under ``key``."""

@@ -277,6 +277,21 @@ class SqliteJournal:
 
         await self._run(release)
 
+    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
+        """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
+
+        def claim(db: sqlite3.Connection) -> bool:
+            try:
+                cursor = db.execute(
+                    "UPDATE intents SET ledger_ref = ? WHERE key = ? AND lease_owner = ?",
+                    (ref, key, owner),
+                )
+            except sqlite3.IntegrityError:
+                return False  # the unique (venue, ledger_ref) index: another intent has it
+            return cursor.rowcount == 1
+
+        return await self._run(claim)
+
     async def get(self, key: str) -> Intent | None:
         """The intent under ``key``."""
         return await self._run(lambda db: self._select(db, key))

@@ -1,6 +1,6 @@
 """A virtual clock, so tests of backoff, deadlines and clock skew never really wait.
 
-It implements :class:`xferkit._clock.Clock`. Sleeping yields to the event loop once (so other
+It implements `xferkit._clock.Clock`. Sleeping yields to the event loop once (so other
 tasks still interleave and cancellation still lands) and then jumps virtual time forward.
 """
 
@@ -18,7 +18,7 @@ class VirtualClock:
     """Wall and monotonic time that only move when slept on or advanced.
 
     Args:
-        start: the Unix time (seconds) that :meth:`time` reports before anything moved it.
+        start: the Unix time (seconds) that `time` reports before anything moved it.
     """
 
     def __init__(self, start: float = DEFAULT_VIRTUAL_START) -> None:

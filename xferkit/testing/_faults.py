@@ -3,8 +3,8 @@ venue-neutral faults look like on the wire.
 
 Faults strike only a venue's transfer endpoint (never its time endpoint), so a client can
 always resync its clock. The venue-specific faults (``CLOCK_SKEW``, ``TIMEOUT_CODE_AFTER``) are
-rendered by each fake in its own error shape; the rest by :func:`before_processing` and
-:func:`after_processing` here.
+rendered by each fake in its own error shape; the rest by `before_processing` and
+`after_processing` here.
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 Each venue gets its own port, so routing is by port and the ``Host`` header (``127.0.0.1:PORT``)
 is never checked. Connections are kept alive across requests, as httpx expects. All tasks run
-in one task group that :func:`serve` cancels on exit, so nothing outlives the context.
+in one task group that `serve` cancels on exit, so nothing outlives the context.
 
 Over TCP a refused connection cannot be told apart per request: the kernel has already accepted
 the connection before the request arrives. ``Refuse`` therefore resets the connection after
 reading the request head, without answering; the client sees a read or protocol error rather
-than a connect error. The in-process :class:`FakeTransport` reports the exact ``ConnectError``.
+than a connect error. The in-process `FakeTransport` reports the exact ``ConnectError``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _BROKEN = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStre
 
 @attrs.frozen
 class LoopbackServer:
-    """Where :func:`serve` listens: one ``http://127.0.0.1:PORT`` per venue.
+    """Where `serve` listens: one ``http://127.0.0.1:PORT`` per venue.
 
     ``urls`` maps each venue's host (``sapi.xt.com``) to its URL.
     """

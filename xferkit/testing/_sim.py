@@ -1,6 +1,6 @@
 """The transport-neutral core of the fake venues: what they receive, answer and record.
 
-A fake venue is a synchronous function from :class:`SimRequest` to an action. The in-process
+A fake venue is a synchronous function from `SimRequest` to an action. The in-process
 transport and the loopback server both turn those actions into what a client would see on the
 wire, so a new fake (HTX) plugs into both without changing either. Keeping ``handle`` free of
 I/O and ``await`` makes every commit atomic with respect to other tasks.
@@ -104,7 +104,7 @@ DROP = Drop()
 REFUSE = Refuse()
 
 SimAction: TypeAlias = SimResponse | Drop | Refuse | Slow
-"""What :meth:`FakeVenue.handle` returns: an answer, or how the connection misbehaves."""
+"""What `FakeVenue.handle` returns: an answer, or how the connection misbehaves."""
 
 
 @attrs.frozen(kw_only=True)

@@ -3,7 +3,7 @@
 It serves ``GET /v4/public/time``, ``POST /v4/balance/transfer`` and ``GET /v4/balance``,
 verifies the ``validate-*`` headers and the HMAC over the exact bytes received, keeps balances
 per native account, de-duplicates on ``bizId`` and records every transfer it really executed in
-:attr:`FakeXT.audit`, which is what exactly-once tests assert against.
+`FakeXT.audit`, which is what exactly-once tests assert against.
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ class _Refused(Exception):  # noqa: N818 - control flow inside the fake, never r
 
 
 class FakeXT:
-    """An in-memory XT venue; serve it with :class:`FakeTransport` or :func:`serve`.
+    """An in-memory XT venue; serve it with `FakeTransport` or `serve`.
 
     Args:
         api_key: the only API key the venue knows.
         secret: its secret; requests must be signed with it.
-        clock: the venue's clock (pass the test's :class:`VirtualClock`); :attr:`skew_ms` is
+        clock: the venue's clock (pass the test's `VirtualClock`); `skew_ms` is
             added to it.
         balances: native account (``SPOT``, ``LEVER``, ``FINANCE``, ``FUTURES_U``,
             ``FUTURES_C``) to lowercase currency to amount. The currencies named anywhere here

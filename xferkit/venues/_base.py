@@ -9,16 +9,28 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+import os
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
 import attrs
 
+from .._exceptions import InvalidRequestError
 from .._http import HttpRequest, HttpResponse
 from .._outcomes import Outcome
 from .._validation import amount_text
 
-__all__ = ["AmbiguityPolicy", "TransferSpec", "Venue"]
+__all__ = [
+    "AmbiguityPolicy",
+    "LedgerPage",
+    "LedgerRow",
+    "LedgerVenue",
+    "TransferSpec",
+    "Venue",
+    "env_credential",
+    "strip_base_url",
+]
 
 
 class AmbiguityPolicy(enum.Enum):
@@ -28,6 +40,19 @@ class AmbiguityPolicy(enum.Enum):
     """The venue de-duplicates on a key we send (XT ``bizId``): resend the same body."""
     RECONCILE = "reconcile"
     """No server-side key (HTX): never blindly resend; look for the transfer first."""
+
+
+def env_credential(name: str) -> str:
+    """Read a credential from the environment, naming the variable if it is missing."""
+    value = os.environ.get(name)
+    if not value:
+        raise InvalidRequestError(f"environment variable {name} is not set")
+    return value
+
+
+def strip_base_url(url: object) -> str:
+    """Normalise a base URL: no trailing slash, so paths join cleanly."""
+    return str(url).rstrip("/")
 
 
 @attrs.frozen(kw_only=True)
@@ -56,9 +81,19 @@ class TransferSpec:
         """Hash of the canonical parameters: equal iff the same transfer was asked for."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
+    def same_movement(self, other: TransferSpec) -> bool:
+        """Whether ``other`` moves the same amount of the same currency between the same
+        accounts: two such transfers look alike in a ledger."""
+        return (self.from_account, self.to_account, self.currency, self.amount) == (
+            other.from_account,
+            other.to_account,
+            other.currency,
+            other.amount,
+        )
+
     @classmethod
     def from_canonical_json(cls, text: str) -> TransferSpec:
-        """Rebuild a spec from :meth:`canonical_json` (used when resuming from the journal)."""
+        """Rebuild a spec from `canonical_json` (used when resuming from the journal)."""
         fields = json.loads(text)
         fields["amount"] = Decimal(fields["amount"])
         return cls(**fields)
@@ -112,4 +147,63 @@ class Venue(Protocol):
         """The unsigned request for the venue's server time."""
 
     def parse_server_time(self, response: HttpResponse) -> int:
-        """Server time in Unix milliseconds from the answer to :meth:`time_request`."""
+        """Server time in Unix milliseconds from the answer to `time_request`."""
+
+
+@attrs.frozen(kw_only=True)
+class LedgerRow:
+    """One row of an account ledger, as reconciliation needs it."""
+
+    transact_id: str
+    currency: str
+    amount: Decimal  # signed: positive into the ledger's account, negative out of it
+    transfer_type: str | None
+    transact_time_ms: int
+
+
+@attrs.frozen(kw_only=True)
+class LedgerPage:
+    """One page of ledger rows and the id to continue from (``None`` on the last page)."""
+
+    rows: Sequence[LedgerRow]
+    next_id: str | None
+
+
+@runtime_checkable
+class LedgerVenue(Venue, Protocol):
+    """A venue whose ambiguous transfers are settled through an account ledger."""
+
+    @property
+    def settle_seconds(self) -> float:
+        """How long after a send the ledger is trusted to show the transfer."""
+
+    @property
+    def ledger_margin_seconds(self) -> float:
+        """Clock margin around the first send when searching the ledger."""
+
+    def can_reconcile(self, spec: TransferSpec) -> bool:
+        """Whether the ledger can show this transfer at all."""
+
+    def accounts_request(self, timestamp_ms: int) -> HttpRequest:
+        """The signed request listing accounts (to find the ledger's account id)."""
+
+    def parse_spot_account_id(self, response: HttpResponse) -> str:
+        """The ledger account's id; ``ValueError`` if absent."""
+
+    def ledger_request(
+        self,
+        *,
+        account_id: str,
+        currency: str,
+        start_ms: int,
+        end_ms: int,
+        from_id: str | None,
+        timestamp_ms: int,
+    ) -> HttpRequest:
+        """One signed ledger page request."""
+
+    def parse_ledger(self, response: HttpResponse) -> LedgerPage:
+        """One ledger page; ``ValueError`` if the answer is not a page."""
+
+    def ledger_matches(self, row: LedgerRow, spec: TransferSpec) -> bool:
+        """Whether ``row`` can be this transfer."""

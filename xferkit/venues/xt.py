@@ -29,7 +29,7 @@ from .._exceptions import (
 from .._http import HttpRequest, HttpResponse
 from .._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from .._validation import amount_text, normalize_amount, normalize_currency
-from ._base import AmbiguityPolicy, TransferSpec
+from ._base import AmbiguityPolicy, TransferSpec, env_credential, strip_base_url
 
 __all__ = ["DEFAULT_XT_BASE_URL", "XT", "classify_code", "sign"]
 
@@ -128,17 +128,6 @@ def classify_code(code: str, message: str, *, http_status: int | None = None) ->
     return Ambiguous(reason=f"unrecognised venue code {code}")
 
 
-def _env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise InvalidRequestError(f"environment variable {name} is not set")
-    return value
-
-
-def _base_url(url: object) -> str:
-    return str(url).rstrip("/")
-
-
 def _check_recv_window(_: object, __: object, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 2000 <= value <= 60000:
         raise InvalidRequestError(f"recv_window_ms must be 2000..60000, not {value}")
@@ -151,9 +140,9 @@ def _check_rate(_: object, __: object, value: float) -> None:
 
 @attrs.frozen
 class XT:
-    """Credentials and settings for XT.com; pass it to :class:`xferkit.Client`.
+    """Credentials and settings for XT.com; pass it to `xferkit.Client`.
 
-    Args:
+    Attributes:
         api_key: the API key (sent as ``validate-appkey``).
         secret: the secret key; used only to sign, never shown in repr, logs or errors.
         base_url: the API host, for a proxy or the simulated venue.
@@ -166,7 +155,7 @@ class XT:
 
     api_key: str
     secret: str = attrs.field(repr=False)
-    base_url: str = attrs.field(default=DEFAULT_XT_BASE_URL, kw_only=True, converter=_base_url)
+    base_url: str = attrs.field(default=DEFAULT_XT_BASE_URL, kw_only=True, converter=strip_base_url)
     recv_window_ms: int = attrs.field(default=5000, kw_only=True, validator=_check_recv_window)
     rate_limit: float = attrs.field(default=10.0, kw_only=True, validator=_check_rate)
 
@@ -174,7 +163,9 @@ class XT:
     def from_env(cls, *, base_url: str | None = None) -> XT:
         """Read ``XFERKIT_XT_API_KEY`` and ``XFERKIT_XT_SECRET`` (and ``XFERKIT_XT_BASE_URL``)."""
         url = base_url or os.environ.get("XFERKIT_XT_BASE_URL") or DEFAULT_XT_BASE_URL
-        return cls(_env("XFERKIT_XT_API_KEY"), _env("XFERKIT_XT_SECRET"), base_url=url)
+        return cls(
+            env_credential("XFERKIT_XT_API_KEY"), env_credential("XFERKIT_XT_SECRET"), base_url=url
+        )
 
     # -- validation ------------------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""Settling an ambiguous attempt on a venue without idempotency keys, through its ledger.
+
+After an attempt that may have executed, the engine never resends blindly. It waits for the
+venue to settle, then reads the spot account's ledger from the first send (minus a clock
+margin) to now and looks for a row that matches the transfer and that no other intent claimed:
+
+* found: the transfer executed; the row is claimed for this intent in the journal (claims are
+  unique per venue, so two identical intents can never both take one row);
+* absent after the settle window: it did not execute, and sending again is safe;
+* anything else (the ledger unreachable, the deadline, a transfer the ledger cannot show):
+  unclear, and the intent stays ``UNKNOWN`` for ``resume()``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Protocol
+
+import attrs
+
+from ._clock import Clock
+from ._http import HttpRequest, HttpResponse
+from ._transport import SendError, Transport
+from .journal._base import Intent, Journal
+from .venues._base import LedgerRow, LedgerVenue, TransferSpec
+
+LEDGER_MAX_WINDOW_MS = 10 * 24 * 3600 * 1000  # one ledger query spans at most 10 days
+LEDGER_MAX_AGE_MS = 180 * 24 * 3600 * 1000  # and reaches back at most 180 days
+
+__all__ = ["Absent", "Found", "Reconciler", "Unclear"]
+
+
+@attrs.frozen
+class Found:
+    """The transfer is in the ledger; ``ledger_id`` is the row now claimed by this intent."""
+
+    ledger_id: str
+
+
+@attrs.frozen
+class Absent:
+    """Provably not executed: the settle window passed without a matching row."""
+
+
+@attrs.frozen
+class Unclear:
+    """Neither found nor provably absent; ``reason`` says why."""
+
+    reason: str
+
+
+class _Signing(Protocol):
+    def timestamp_ms(self) -> int: ...
+
+    @property
+    def offset_ms(self) -> float | None: ...
+
+
+class Reconciler:
+    """Looks transfers up in a venue's ledger; one per client, caching spot account ids."""
+
+    def __init__(
+        self, *, journal: Journal, transport: Transport, clock: Clock, timeout: float
+    ) -> None:
+        self._journal = journal
+        self._transport = transport
+        self._clock = clock
+        self._timeout = timeout
+        self._spot_accounts: dict[LedgerVenue, str] = {}
+
+    async def find(
+        self,
+        venue: LedgerVenue,
+        server_clock: _Signing,
+        intent: Intent,
+        spec: TransferSpec,
+        *,
+        owner: str,
+        deadline_at: float | None,
+    ) -> Found | Absent | Unclear:
+        """Settle whether ``intent`` executed, claiming its ledger row if it did."""
+        if intent.ledger_ref is not None:
+            return Found(intent.ledger_ref)  # claimed before a crash or a cancellation
+        if not venue.can_reconcile(spec):
+            return Unclear("the spot ledger cannot show a transfer that does not touch spot")
+        if intent.first_sent_at is None:
+            return Absent()  # never sent
+        last_sent = intent.last_sent_at or intent.first_sent_at
+        wait = last_sent.timestamp() + venue.settle_seconds - self._clock.time()
+        if deadline_at is not None and self._clock.monotonic() + max(wait, 0) > deadline_at:
+            return Unclear("the deadline ends before the venue's settle window")
+        if wait > 0:
+            await self._clock.sleep(wait)
+
+        offset = server_clock.offset_ms or 0.0
+        start_ms = int(_ms(intent.first_sent_at) + offset - venue.ledger_margin_seconds * 1000)
+        end_ms = int(self._clock.time() * 1000 + offset)
+        if end_ms - start_ms > LEDGER_MAX_AGE_MS:
+            return Unclear("the first send is older than the ledger's 180-day reach")
+        try:
+            rows = await self._rows(venue, server_clock, spec.currency, start_ms, end_ms)
+        except (SendError, ValueError, KeyError, TypeError) as exc:
+            return Unclear(f"the ledger could not be read: {exc}")
+        for row in sorted(rows, key=lambda r: (r.transact_time_ms, r.transact_id)):
+            if row.transact_time_ms < start_ms or not venue.ledger_matches(row, spec):
+                continue
+            if await self._journal.claim_ledger_ref(intent.key, owner=owner, ref=row.transact_id):
+                return Found(row.transact_id)
+        return Absent()
+
+    async def _rows(
+        self, venue: LedgerVenue, server_clock: _Signing, currency: str, start_ms: int, end_ms: int
+    ) -> list[LedgerRow]:
+        account = await self._spot_account(venue, server_clock)
+        rows: list[LedgerRow] = []
+        window_start = start_ms
+        while window_start <= end_ms:  # the ledger answers at most 10 days per query
+            window_end = min(end_ms, window_start + LEDGER_MAX_WINDOW_MS - 1)
+            from_id: str | None = None
+            while True:
+                page = venue.parse_ledger(
+                    await self._get(
+                        venue.ledger_request(
+                            account_id=account,
+                            currency=currency,
+                            start_ms=window_start,
+                            end_ms=window_end,
+                            from_id=from_id,
+                            timestamp_ms=server_clock.timestamp_ms(),
+                        )
+                    )
+                )
+                rows.extend(page.rows)
+                if page.next_id is None or page.next_id == from_id:
+                    break
+                from_id = page.next_id
+            window_start = window_end + 1
+        return rows
+
+    async def _spot_account(self, venue: LedgerVenue, server_clock: _Signing) -> str:
+        cached = self._spot_accounts.get(venue)
+        if cached is None:
+            response = await self._get(venue.accounts_request(server_clock.timestamp_ms()))
+            cached = venue.parse_spot_account_id(response)
+            self._spot_accounts[venue] = cached
+        return cached
+
+    async def _get(self, request: HttpRequest) -> HttpResponse:
+        return await self._transport.send(request, timeout=self._timeout)
+
+
+def _ms(moment: datetime) -> float:
+    return moment.astimezone(timezone.utc).timestamp() * 1000
