@@ -28,11 +28,13 @@ from ._exceptions import (
 from ._models import Receipt, TransferRequest, TransferStatus
 from ._retry import RetryPolicy
 from .journal import Journal, MemoryJournal, SqliteJournal
+from .venues.htx import HTX
 from .venues.xt import XT
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HTX",
     "XT",
     "AuthenticationError",
     "Client",

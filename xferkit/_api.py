@@ -5,11 +5,12 @@ from __future__ import annotations
 from ._client import Client
 from ._exceptions import InvalidRequestError
 from ._models import Amount, Receipt
+from .venues.htx import HTX
 from .venues.xt import XT
 
 __all__ = ["transfer"]
 
-_FROM_ENV = {"xt": XT.from_env}
+_FROM_ENV = {"htx": HTX.from_env, "xt": XT.from_env}
 
 
 async def transfer(
@@ -26,7 +27,8 @@ async def transfer(
 ) -> Receipt:
     """Make one transfer with credentials from the environment and the default journal.
 
-    Reads ``XFERKIT_XT_API_KEY``/``XFERKIT_XT_SECRET`` (and ``XFERKIT_XT_BASE_URL``) for XT;
+    Reads ``XFERKIT_XT_API_KEY``/``XFERKIT_XT_SECRET`` (and ``XFERKIT_XT_BASE_URL``) for XT,
+    ``XFERKIT_HTX_ACCESS_KEY``/``XFERKIT_HTX_SECRET`` (and ``XFERKIT_HTX_BASE_URL``) for HTX;
     the journal is ``~/.xferkit/journal.sqlite3``. Same arguments as `Client.transfer`.
     """
     factory = _FROM_ENV.get(venue.lower()) if isinstance(venue, str) else None
