@@ -101,11 +101,19 @@ class Reconciler:
             rows = await self._rows(venue, server_clock, spec.currency, start_ms, end_ms)
         except (SendError, ValueError, KeyError, TypeError) as exc:
             return Unclear(f"the ledger could not be read: {exc}")
+        undecidable = False
         for row in sorted(rows, key=lambda r: (r.transact_time_ms, r.transact_id)):
-            if row.transact_time_ms < start_ms or not venue.ledger_matches(row, spec):
+            if row.transact_time_ms < start_ms:
                 continue
-            if await self._journal.claim_ledger_ref(intent.key, owner=owner, ref=row.transact_id):
+            match = venue.ledger_matches(row, spec)
+            if match is None:
+                undecidable = True
+            elif match and await self._journal.claim_ledger_ref(
+                intent.key, owner=owner, ref=row.transact_id
+            ):
                 return Found(row.transact_id)
+        if undecidable:
+            return Unclear("a ledger row matches but carries no transfer type")
         return Absent()
 
     async def _rows(

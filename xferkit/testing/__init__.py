@@ -29,6 +29,10 @@ executed, so a test can assert that every transfer ran exactly once::
 For real sockets, ``async with serve(fake_xt) as server:`` listens on loopback and
 ``server.url("xt")`` is the base URL to give ``xferkit.XT(..., base_url=...)``.
 
+`FakeHTX` does the same for HTX, with no de-duplication (a resend really moves money twice)
+and a spot-account ledger to reconcile against; ``FakeHTX.executions_matching(...)`` counts
+how often a movement executed.
+
 Faults strike only transfer endpoints, never the time endpoint, so a client can always resync.
 """
 
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 from ._clock import VirtualClock
 from ._faults import Fault, FaultPlan
+from ._htx import FakeHTX, HTXLedgerRow
 from ._server import LoopbackServer, serve
 from ._sim import (
     Drop,
@@ -54,11 +59,13 @@ from ._xt import FakeXT
 __all__ = [
     "Drop",
     "Execution",
+    "FakeHTX",
     "FakeTransport",
     "FakeVenue",
     "FakeXT",
     "Fault",
     "FaultPlan",
+    "HTXLedgerRow",
     "LoopbackServer",
     "ReceivedRequest",
     "Refuse",

@@ -205,5 +205,5 @@ class LedgerVenue(Venue, Protocol):
     def parse_ledger(self, response: HttpResponse) -> LedgerPage:
         """One ledger page; ``ValueError`` if the answer is not a page."""
 
-    def ledger_matches(self, row: LedgerRow, spec: TransferSpec) -> bool:
-        """Whether ``row`` can be this transfer."""
+    def ledger_matches(self, row: LedgerRow, spec: TransferSpec) -> bool | None:
+        """Whether ``row`` can be this transfer; ``None`` when that cannot be told."""

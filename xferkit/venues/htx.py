@@ -342,7 +342,7 @@ class HTX:
         }
         if method == "GET" and query:
             params.update(query)
-        host = urlsplit(self.base_url).netloc  # the host actually called, with any port
+        host = _signed_host(self.base_url)
         signature = sign(secret=self.secret, method=method, host=host, path=path, params=params)
         url = (
             f"{self.base_url}{path}?{canonical_query(params)}&Signature={quote(signature, safe='')}"
@@ -376,7 +376,8 @@ class HTX:
             code = str(envelope.get("code"))
             data = envelope.get("data")
             if success:
-                if code == "200" and data not in (None, "") and not isinstance(data, dict | list):
+                is_id = isinstance(data, str | int) and not isinstance(data, bool)
+                if code == "200" and is_id and str(data).strip():
                     return Succeeded(str(data))
                 return Ambiguous(reason="success answer without a transfer id")
             message = str(envelope.get("message") or code)
@@ -407,44 +408,79 @@ class HTX:
     def parse_spot_account_id(self, response: HttpResponse) -> str:
         """The spot account's id from ``/v1/account/accounts``; ``ValueError`` if absent."""
         envelope = response.json()
-        if response.status != 200 or envelope.get("status") != "ok":
+        if response.status != 200 or not isinstance(envelope, dict):
             raise ValueError(f"accounts endpoint answered HTTP {response.status}")
-        for account in envelope.get("data") or []:
-            if account.get("type") == "spot":
+        if envelope.get("status") != "ok":
+            raise ValueError(f"accounts endpoint answered {envelope!r}")
+        accounts = envelope.get("data")
+        for account in accounts if isinstance(accounts, list) else []:
+            if isinstance(account, dict) and account.get("type") == "spot":
+                if account.get("id") is None:
+                    raise ValueError("the spot account has no id")
                 return str(account["id"])
         raise ValueError("no spot account in the accounts list")
 
     def parse_ledger(self, response: HttpResponse) -> LedgerPage:
         """One ledger page; ``ValueError`` if the answer is not a successful page."""
         envelope = response.json()
-        if response.status != 200 or str(envelope.get("code")) != "200":
+        if (
+            response.status != 200
+            or not isinstance(envelope, dict)
+            or str(envelope.get("code")) != "200"
+        ):
             raise ValueError(f"ledger endpoint answered HTTP {response.status}: {envelope!r}")
-        rows = []
-        for item in envelope.get("data") or []:
-            try:
-                rows.append(
-                    LedgerRow(
-                        transact_id=str(item["transactId"]),
-                        currency=str(item["currency"]).lower(),
-                        amount=Decimal(str(item["transactAmt"])),
-                        transfer_type=item.get("transferType"),
-                        transact_time_ms=int(item["transactTime"]),
-                    )
-                )
-            except (KeyError, TypeError, InvalidOperation) as exc:
-                raise ValueError(f"malformed ledger row {item!r}") from exc
+        items = envelope.get("data") or []
+        if not isinstance(items, list):
+            raise ValueError(f"ledger data is not a list: {items!r}")  # noqa: TRY004 - bad data
+        rows = [_ledger_row(item) for item in items]
         next_id = envelope.get("nextId")
         return LedgerPage(rows=rows, next_id=str(next_id) if next_id is not None else None)
 
-    def ledger_matches(self, row: LedgerRow, spec: TransferSpec) -> bool:
-        """Whether ``row`` can be this transfer: currency, |amount|, direction, type family."""
+    def ledger_matches(self, row: LedgerRow, spec: TransferSpec) -> bool | None:
+        """Whether ``row`` can be this transfer: currency, |amount|, direction, type family.
+
+        ``None`` when it cannot be told: the row looks right but carries no transfer type.
+        Counting such a row either way could be wrong (a false success, or a second send).
+        """
         if row.currency != spec.currency or abs(row.amount) != spec.amount:
             return False
-        outgoing = spec.from_account == "spot"
-        if (row.amount < 0) != outgoing:
+        if (row.amount < 0) != (spec.from_account == "spot"):
             return False
-        types = TRANSFER_TYPES.get((spec.from_account, spec.to_account), frozenset())
-        return row.transfer_type is None or row.transfer_type in types
+        if row.transfer_type is None:
+            return None
+        return row.transfer_type in TRANSFER_TYPES.get(
+            (spec.from_account, spec.to_account), frozenset()
+        )
+
+
+def _ledger_row(item: object) -> LedgerRow:
+    if not isinstance(item, dict):
+        raise ValueError(f"malformed ledger row {item!r}")  # noqa: TRY004 - bad venue data
+    try:
+        amount = Decimal(str(item["transactAmt"]))
+        row = LedgerRow(
+            transact_id=str(item["transactId"]),
+            currency=str(item["currency"]).lower(),
+            amount=amount,
+            transfer_type=item.get("transferType"),
+            transact_time_ms=int(item["transactTime"]),
+        )
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise ValueError(f"malformed ledger row {item!r}") from exc
+    if not amount.is_finite():
+        raise ValueError(f"ledger row with a non-finite amount {item!r}")
+    return row
+
+
+def _signed_host(base_url: str) -> str:
+    """The host as HTX sees it: with the port only when it is not the scheme's default
+    (httpx, like any client, leaves ``:443`` and ``:80`` out of the Host header)."""
+    parts = urlsplit(base_url)
+    host = (parts.hostname or "").lower()
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    if parts.port is not None and parts.port != default:
+        host = f"{host}:{parts.port}"
+    return host
 
 
 def _account(value: object, field: str) -> str:
