@@ -62,6 +62,7 @@ class ServerClock:
         self._clock = clock
         self._fetch = fetch_server_ms
         self._offset_ms: float | None = None
+        self._uncertainty_ms = 0.0
         self._generation = 0
         self._lock = anyio.Lock()
 
@@ -70,10 +71,21 @@ class ServerClock:
         """Server time minus local time, in ms; ``None`` before the first measurement."""
         return self._offset_ms
 
+    @property
+    def uncertainty_ms(self) -> float:
+        """How far off the offset may be: half the round trip of its measurement."""
+        return self._uncertainty_ms
+
     def timestamp_ms(self) -> int:
         """A request timestamp in the venue's time, a little early."""
         offset = self._offset_ms or 0.0
         return int(self._clock.time() * 1000 + offset) - SIGN_EARLY_MS
+
+    def bounds_ms(self) -> tuple[int, int]:
+        """The venue's time now as an interval: no earlier than the first, no later than the
+        second, given what the measurement could tell (used to search the venue's ledger)."""
+        centre = self._clock.time() * 1000 + (self._offset_ms or 0.0)
+        return int(centre - self._uncertainty_ms), int(centre + self._uncertainty_ms) + 1
 
     async def ensure_synced(self) -> None:
         """Measure the offset once, if it was never measured."""
@@ -97,4 +109,5 @@ class ServerClock:
             server_ms = await self._fetch()
             after = self._clock.time() * 1000
             self._offset_ms = server_ms - (before + after) / 2
+            self._uncertainty_ms = (after - before) / 2
             self._generation += 1

@@ -314,9 +314,8 @@ class Engine:
                         return outcome
             finally:
                 # Keep the next identical transfer's ledger window clear of this one's row.
-                self._group_free_at[group] = (
-                    self._clock.monotonic() + 2 * venue.ledger_margin_seconds
-                )
+                spacing = venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000
+                self._group_free_at[group] = self._clock.monotonic() + 2 * spacing
 
     async def _wait_for_identical(
         self, venue: LedgerVenue, intent: Intent, spec: TransferSpec, deadline_at: float | None
@@ -385,7 +384,14 @@ class Engine:
         now = _utc(self._clock)
         intent = progress.intent
         if intent.status is TransferStatus.PENDING:
-            intent = attrs.evolve(intent, status=TransferStatus.IN_FLIGHT, first_sent_at=now)
+            intent = attrs.evolve(
+                intent,
+                status=TransferStatus.IN_FLIGHT,
+                first_sent_at=now,
+                # The earliest the venue's clock can read now, before the write: the send (and
+                # so the transfer's ledger row) cannot be earlier. The ledger search starts here.
+                first_sent_venue_ms=runtime.server_clock.bounds_ms()[0],
+            )
             self._log_state(intent)
         # Durable before this send: IN_FLIGHT (first send) or the attempt count and a renewed
         # lease (resends). Not shielded: if cancelled here, nothing has been sent.

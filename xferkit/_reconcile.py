@@ -13,12 +13,9 @@ margin) to now and looks for a row that matches the transfer and that no other i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Protocol
-
 import attrs
 
-from ._clock import Clock
+from ._clock import Clock, ServerClock
 from ._http import HttpRequest, HttpResponse
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal
@@ -49,13 +46,6 @@ class Unclear:
     reason: str
 
 
-class _Signing(Protocol):
-    def timestamp_ms(self) -> int: ...
-
-    @property
-    def offset_ms(self) -> float | None: ...
-
-
 class Reconciler:
     """Looks transfers up in a venue's ledger; one per client, caching spot account ids."""
 
@@ -71,7 +61,7 @@ class Reconciler:
     async def find(
         self,
         venue: LedgerVenue,
-        server_clock: _Signing,
+        server_clock: ServerClock,
         intent: Intent,
         spec: TransferSpec,
         *,
@@ -83,24 +73,40 @@ class Reconciler:
             return Found(intent.ledger_ref)  # claimed before a crash or a cancellation
         if not venue.can_reconcile(spec):
             return Unclear("the spot ledger cannot show a transfer that does not touch spot")
-        if intent.first_sent_at is None:
+        if intent.first_sent_venue_ms is None or intent.last_sent_at is None:
             return Absent()  # never sent
-        last_sent = intent.last_sent_at or intent.first_sent_at
-        wait = last_sent.timestamp() + venue.settle_seconds - self._clock.time()
-        if deadline_at is not None and self._clock.monotonic() + max(wait, 0) > deadline_at:
+        settled_at = intent.last_sent_at.timestamp() + venue.settle_seconds
+        wait = max(settled_at - self._clock.time(), 0.0)
+        if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
             return Unclear("the deadline ends before the venue's settle window")
-        if wait > 0:
-            await self._clock.sleep(wait)
-
-        offset = server_clock.offset_ms or 0.0
-        start_ms = int(_ms(intent.first_sent_at) + offset - venue.ledger_margin_seconds * 1000)
-        end_ms = int(self._clock.time() * 1000 + offset)
-        if end_ms - start_ms > LEDGER_MAX_AGE_MS:
-            return Unclear("the first send is older than the ledger's 180-day reach")
+        await self._clock.sleep(wait)
+        # The ledger is in the venue's time. Measure it afresh: its offset may have moved since
+        # the send, and a stale offset could end the search before the transfer's row.
         try:
+            await server_clock.resync(seen_generation=server_clock.generation)
+            margin_ms = venue.ledger_margin_seconds * 1000
+            start_ms = int(intent.first_sent_venue_ms - margin_ms)
+            end_ms = int(server_clock.bounds_ms()[1] + margin_ms)
+            if end_ms - start_ms > LEDGER_MAX_AGE_MS:
+                return Unclear("the first send is older than the ledger's 180-day reach")
             rows = await self._rows(venue, server_clock, spec.currency, start_ms, end_ms)
         except (SendError, ValueError, KeyError, TypeError) as exc:
-            return Unclear(f"the ledger could not be read: {exc}")
+            return Unclear(f"the venue's clock or ledger could not be read: {exc}")
+        return await self._claim_first_match(
+            venue, intent, spec, rows, owner=owner, start_ms=start_ms
+        )
+
+    async def _claim_first_match(
+        self,
+        venue: LedgerVenue,
+        intent: Intent,
+        spec: TransferSpec,
+        rows: list[LedgerRow],
+        *,
+        owner: str,
+        start_ms: int,
+    ) -> Found | Absent | Unclear:
+        """Claim the oldest matching row no other intent has; absent if there is none."""
         undecidable = False
         for row in sorted(rows, key=lambda r: (r.transact_time_ms, r.transact_id)):
             if row.transact_time_ms < start_ms:
@@ -117,7 +123,12 @@ class Reconciler:
         return Absent()
 
     async def _rows(
-        self, venue: LedgerVenue, server_clock: _Signing, currency: str, start_ms: int, end_ms: int
+        self,
+        venue: LedgerVenue,
+        server_clock: ServerClock,
+        currency: str,
+        start_ms: int,
+        end_ms: int,
     ) -> list[LedgerRow]:
         account = await self._spot_account(venue, server_clock)
         rows: list[LedgerRow] = []
@@ -145,7 +156,7 @@ class Reconciler:
             window_start = window_end + 1
         return rows
 
-    async def _spot_account(self, venue: LedgerVenue, server_clock: _Signing) -> str:
+    async def _spot_account(self, venue: LedgerVenue, server_clock: ServerClock) -> str:
         cached = self._spot_accounts.get(venue)
         if cached is None:
             response = await self._get(venue.accounts_request(server_clock.timestamp_ms()))
@@ -155,7 +166,3 @@ class Reconciler:
 
     async def _get(self, request: HttpRequest) -> HttpResponse:
         return await self._transport.send(request, timeout=self._timeout)
-
-
-def _ms(moment: datetime) -> float:
-    return moment.astimezone(timezone.utc).timestamp() * 1000

@@ -87,6 +87,8 @@ class Intent:
         ledger_ref: the venue ledger row claimed by this intent (HTX reconciliation).
         created_at: when it was recorded (UTC).
         first_sent_at: when the first request was sent, or ``None``.
+        first_sent_venue_ms: the venue's clock (Unix ms) just before the first send, as the
+            client measured it then: where a ledger search for this transfer starts.
         last_sent_at: when the latest request was sent, or ``None``.
         finished_at: when it was settled, or ``None``.
         lease_owner: the worker driving it, or ``None``.
@@ -106,6 +108,7 @@ class Intent:
     ledger_ref: str | None = None
     created_at: datetime
     first_sent_at: datetime | None = None
+    first_sent_venue_ms: int | None = None
     last_sent_at: datetime | None = None
     finished_at: datetime | None = None
     lease_owner: str | None = None

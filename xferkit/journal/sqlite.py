@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS intents (
     ledger_ref       TEXT,
     created_at       TEXT NOT NULL,
     first_sent_at    TEXT,
+    first_sent_venue_ms INTEGER,
     last_sent_at     TEXT,
     finished_at      TEXT,
     lease_owner      TEXT,
@@ -64,10 +65,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref ON intents (venue, ledger_r
 
 _COLUMNS = (
     "key, venue, fingerprint, params, token, body, status, attempts, transfer_id, error, "
-    "ledger_ref, created_at, first_sent_at, last_sent_at, finished_at, lease_owner, "
-    "lease_expires_at"
+    "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
+    "lease_owner, lease_expires_at"
 )
-_UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * 17)})"  # noqa: S608
+_UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
 
 
 def _row(intent: Intent) -> tuple[object, ...]:
@@ -85,6 +86,7 @@ def _row(intent: Intent) -> tuple[object, ...]:
         intent.ledger_ref,
         to_timestamp(intent.created_at),
         to_timestamp(intent.first_sent_at),
+        intent.first_sent_venue_ms,
         to_timestamp(intent.last_sent_at),
         to_timestamp(intent.finished_at),
         intent.lease_owner,
@@ -109,6 +111,7 @@ def _intent(row: sqlite3.Row) -> Intent:
         ledger_ref=row["ledger_ref"],
         created_at=created_at,
         first_sent_at=from_timestamp(row["first_sent_at"]),
+        first_sent_venue_ms=row["first_sent_venue_ms"],
         last_sent_at=from_timestamp(row["last_sent_at"]),
         finished_at=from_timestamp(row["finished_at"]),
         lease_owner=row["lease_owner"],

@@ -1,0 +1,284 @@
+"""HTX through the real engine: ambiguity is settled by the ledger, never by a blind resend."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+import xferkit
+from xferkit import TransferStatus
+from xferkit.journal import Journal
+from xferkit.testing import FakeHTX, FakeTransport, Fault, FaultPlan, VirtualClock
+
+ACCESS_KEY = "htx-access-key-0001"
+SECRET = "htx-secret-do-not-leak-4b2a"
+
+
+@pytest.fixture
+def fake_htx(clock: VirtualClock, plan: FaultPlan) -> FakeHTX:
+    """The simulated HTX venue, on the test's virtual clock."""
+    return FakeHTX(access_key=ACCESS_KEY, secret=SECRET, clock=clock, faults=plan)
+
+
+@pytest.fixture
+def plan() -> FaultPlan:
+    """No random faults unless a test asks for them."""
+    return FaultPlan(seed=2)
+
+
+@asynccontextmanager
+async def htx_client(
+    fake: FakeHTX, clock: VirtualClock, journal: Journal, **overrides: Any
+) -> AsyncIterator[xferkit.Client]:
+    options: dict[str, Any] = {
+        "journal": journal,
+        "clock": clock,
+        "retry": xferkit.RetryPolicy(max_attempts=6, deadline=None),
+    }
+    options.update(overrides)
+    async with (
+        httpx.AsyncClient(transport=FakeTransport(fake)) as http_client,
+        xferkit.Client(xferkit.HTX(ACCESS_KEY, SECRET), http_client=http_client, **options) as c,
+    ):
+        yield c
+
+
+def args(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "currency": "usdt",
+        "amount": "25",
+        "from_account": "spot",
+        "to_account": "usdt_futures",
+    }
+    values.update(overrides)
+    return values
+
+
+def transfer_posts(fake: FakeHTX) -> int:
+    return sum(1 for r in fake.requests if r.request.path == "/v2/account/transfer")
+
+
+async def test_clean_transfer_executes_once_with_the_venue_id(
+    fake_htx: FakeHTX, clock: VirtualClock, journal: Journal
+) -> None:
+    """Without faults the receipt carries HTX's transfer id and the money moves once."""
+    async with htx_client(fake_htx, clock, journal) as client:
+        receipt = await client.transfer("htx", **args(), key="h1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.transfer_id == fake_htx.audit[0].transfer_id
+    assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.DROP_AFTER, Fault.ERROR_5XX_AFTER, Fault.SLOW_AFTER, Fault.TIMEOUT_CODE_AFTER],
+)
+async def test_lost_answer_after_commit_is_found_in_the_ledger_not_resent(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal, fault: Fault
+) -> None:
+    """An executed transfer whose answer was lost is found in the ledger: one request only."""
+    plan.force(fault)
+    async with htx_client(fake_htx, clock, journal) as client:
+        receipt = await client.transfer("htx", **args(), key="h1")
+        stored = await journal.get("h1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert transfer_posts(fake_htx) == 1
+    assert len(fake_htx.audit) == 1
+    ledger_ids = {row.transact_id for row in fake_htx.ledger_rows()}
+    assert receipt.transfer_id in {str(i) for i in ledger_ids}
+    assert stored is not None
+    assert stored.ledger_ref == receipt.transfer_id
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP_BEFORE, Fault.ERROR_5XX_BEFORE])
+async def test_ambiguous_failure_before_processing_is_resent_only_after_the_ledger_says_absent(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal, fault: Fault
+) -> None:
+    """When the ledger proves the attempt did not execute, it is sent again: one execution."""
+    plan.force(fault)
+    start = clock.monotonic()
+    async with htx_client(fake_htx, clock, journal) as client:
+        receipt = await client.transfer("htx", **args(), key="h1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert transfer_posts(fake_htx) == 2
+    assert len(fake_htx.audit) == 1
+    assert clock.monotonic() - start >= 10.0  # waited the settle window before deciding
+    paths = [r.request.path for r in fake_htx.requests]
+    second_post = [n for n, p in enumerate(paths) if p == "/v2/account/transfer"][1]
+    assert "/v2/account/ledger" in paths[:second_post]  # read the ledger before resending
+
+
+@pytest.mark.parametrize("fault", [Fault.CONNECT_REFUSED, Fault.RATE_LIMIT, Fault.CLOCK_SKEW])
+async def test_not_processed_answers_are_resent_without_reconciling(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal, fault: Fault
+) -> None:
+    """Provably unprocessed attempts are simply sent again; the ledger is not needed."""
+    plan.force(fault)
+    async with htx_client(fake_htx, clock, journal) as client:
+        receipt = await client.transfer("htx", **args(), key="h1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert len(fake_htx.audit) == 1
+    assert not [r for r in fake_htx.requests if r.request.path == "/v2/account/ledger"]
+
+
+async def test_identical_intents_never_claim_one_ledger_row(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """Two identical transfers, both with lost answers: two executions, two distinct rows."""
+    plan.force(Fault.DROP_AFTER, times=2)
+    receipts: list[xferkit.Receipt] = []
+    async with htx_client(fake_htx, clock, journal) as client:
+
+        async def one(key: str) -> None:
+            receipts.append(await client.transfer("htx", **args(), key=key))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "same-1")
+            tg.start_soon(one, "same-2")
+        refs = [i.ledger_ref for i in await journal.list()]
+    assert [r.status for r in receipts] == [TransferStatus.SUCCEEDED] * 2
+    assert len({r.transfer_id for r in receipts}) == 2
+    assert len(set(refs)) == 2
+    assert None not in refs
+    assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 2
+
+
+async def test_an_earlier_identical_success_is_not_mistaken_for_a_later_attempt(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """A later identical transfer that did not execute does not take an earlier one's row."""
+    async with htx_client(fake_htx, clock, journal) as client:
+        first = await client.transfer("htx", **args(), key="first")
+        plan.force(Fault.DROP_BEFORE)  # the second's first attempt never executes
+        second = await client.transfer("htx", **args(), key="second")
+    assert first.transfer_id == fake_htx.audit[0].transfer_id
+    assert second.status is TransferStatus.SUCCEEDED
+    assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 2
+
+
+async def test_ambiguity_off_the_spot_ledger_stays_unknown_and_is_never_resent(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """coin_futures -> futures cannot be reconciled: UNKNOWN, one request, also on resume()."""
+    plan.force(Fault.DROP_AFTER)
+    async with htx_client(fake_htx, clock, journal) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer(
+                "htx",
+                **args(currency="btc", amount="0.5", from_account="swap", to_account="futures"),
+                key="contract",
+            )
+        resumed = await client.resume()
+    assert [(r.key, r.status) for r in resumed] == [("contract", TransferStatus.UNKNOWN)]
+    assert transfer_posts(fake_htx) == 1
+    assert len(fake_htx.audit) == 1
+
+
+class LedgerOutage(httpx.AsyncBaseTransport):
+    """Fails every ledger read while ``down`` is set; everything else reaches the fake."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.down = True
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down and request.url.path == "/v2/account/ledger":
+            return httpx.Response(502, text="bad gateway")
+        return await self.inner.handle_async_request(request)
+
+
+async def test_unreadable_ledger_leaves_unknown_and_resume_settles_it_later(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """With the ledger down the intent stays UNKNOWN; once it is back resume() finds it."""
+    plan.force(Fault.DROP_AFTER)
+    outage = LedgerOutage(FakeTransport(fake_htx))
+    async with (
+        httpx.AsyncClient(transport=outage) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET), journal=journal, http_client=http_client, clock=clock
+        ) as client,
+    ):
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer("htx", **args(), key="h1")
+        outage.down = False
+        resumed = await client.resume()
+    assert [(r.key, r.status) for r in resumed] == [("h1", TransferStatus.SUCCEEDED)]
+    assert transfer_posts(fake_htx) == 1
+    assert len(fake_htx.audit) == 1
+
+
+async def test_htx_bad_inputs_send_nothing(
+    fake_htx: FakeHTX, clock: VirtualClock, journal: Journal
+) -> None:
+    """9 decimals, a bad margin account and an unsupported pair: typed errors, zero requests."""
+    async with htx_client(fake_htx, clock, journal) as client:
+        for bad in (
+            args(amount="1.123456789"),
+            args(margin_account="BTC_USDT!"),
+            args(from_account="otc", to_account="usdt_futures"),
+        ):
+            with pytest.raises(xferkit.InvalidRequestError):
+                await client.transfer("htx", **bad)
+        assert await journal.list() == []
+    assert not fake_htx.requests
+
+
+@pytest.mark.slow
+async def test_htx_exactly_once_under_faults(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """300 HTX transfers with ~30% mixed faults, then resume: each executed exactly once."""
+    rng = random.Random(8)
+    pairs = [("spot", "usdt_futures"), ("usdt_futures", "spot"), ("spot", "coin_futures"),
+             ("coin_futures", "spot"), ("spot", "otc"), ("otc", "spot")]  # fmt: skip
+    requests = []
+    for n in range(300):
+        source, target = rng.choice(pairs)
+        # Oversized ones are refused; every amount is unique so executions map to keys.
+        amount = Decimal(10**12 + n) if rng.random() < 0.05 else Decimal(n + 1) / 100
+        requests.append(
+            (f"htx-{n:03d}", args(amount=amount, from_account=source, to_account=target))
+        )
+    plan.rate = 0.3
+    outcomes: dict[str, xferkit.Receipt | Exception] = {}
+    async with htx_client(fake_htx, clock, journal) as client:
+        limiter = anyio.CapacityLimiter(16)
+
+        async def one(key: str, values: dict[str, Any]) -> None:
+            async with limiter:
+                try:
+                    outcomes[key] = await client.transfer("htx", key=key, **values)
+                except xferkit.XferError as exc:
+                    outcomes[key] = exc
+
+        async with anyio.create_task_group() as tg:
+            for key, values in requests:
+                tg.start_soon(one, key, values)
+        assert sum(plan.injected.values()) >= 60
+        plan.enabled = False
+        await client.resume()
+        outcomes.clear()
+        async with anyio.create_task_group() as tg:
+            for key, values in requests:
+                tg.start_soon(one, key, values)
+
+    native = {"spot": "spot", "usdt_futures": "linear-swap", "coin_futures": "swap", "otc": "otc"}
+    for key, values in requests:
+        executed = fake_htx.executions_matching(
+            native[values["from_account"]], native[values["to_account"]], "usdt", values["amount"]
+        )
+        outcome = outcomes[key]
+        if isinstance(outcome, xferkit.Receipt):
+            assert outcome.status is TransferStatus.SUCCEEDED, key
+            assert executed == 1, f"{key} succeeded but executed {executed} times"
+        else:
+            assert isinstance(outcome, xferkit.VenueError), (key, outcome)
+            assert executed == 0, f"{key} failed but executed {executed} times"
