@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -282,3 +283,21 @@ async def test_htx_exactly_once_under_faults(
         else:
             assert isinstance(outcome, xferkit.VenueError), (key, outcome)
             assert executed == 0, f"{key} failed but executed {executed} times"
+
+
+async def test_default_rate_limit_keeps_under_htx_one_per_second(
+    clock: VirtualClock, journal: Journal
+) -> None:
+    """HTX's default rate_limit spaces transfer requests 1 s apart: the venue's limit never trips.
+
+    Sequential on purpose: the virtual clock wakes concurrent sleepers together, so it cannot
+    measure spacing under concurrency.
+    """
+    fake = FakeHTX(access_key=ACCESS_KEY, secret=SECRET, clock=clock, rate_limit=1.0)
+    async with htx_client(fake, clock, journal) as client:
+        for n in range(10):
+            await client.transfer("htx", **args(amount=n + 1), key=f"r{n}")
+    posts = [r.clock_time for r in fake.requests if r.request.path == "/v2/account/transfer"]
+    assert fake.rate_limited == 0
+    assert len(fake.audit) == 10
+    assert all(later - earlier >= 0.999 for earlier, later in itertools.pairwise(posts))

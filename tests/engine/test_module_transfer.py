@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import xferkit
-from xferkit.testing import FakeXT, serve
+from xferkit.testing import FakeHTX, FakeXT, serve
 
 from .conftest import API_KEY, SECRET, transfer_args
 
@@ -37,3 +37,17 @@ async def test_module_transfer_without_credentials_is_a_clear_error(
     monkeypatch.delenv("XFERKIT_XT_API_KEY", raising=False)
     with pytest.raises(xferkit.InvalidRequestError, match="XFERKIT_XT_API_KEY"):
         await xferkit.transfer("xt", **transfer_args())
+
+
+async def test_module_transfer_reaches_htx_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XFERKIT_HTX_* credentials and base URL are read for venue "htx" (signed as called)."""
+    fake = FakeHTX(access_key="htx-key", secret="htx-secret")
+    async with serve(fake) as server:
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("XFERKIT_HTX_ACCESS_KEY", "htx-key")
+        monkeypatch.setenv("XFERKIT_HTX_SECRET", "htx-secret")
+        monkeypatch.setenv("XFERKIT_HTX_BASE_URL", server.url("htx"))
+        receipt = await xferkit.transfer("htx", **transfer_args(to_account="otc"), key="env-htx")
+    assert receipt.transfer_id == fake.audit[0].transfer_id
