@@ -52,6 +52,9 @@ class FlakyJournal:
     async def get(self, key: str) -> Intent | None:
         return await self.inner.get(key)
 
+    async def prune(self, *, finished_before: datetime) -> int:
+        return await self.inner.prune(finished_before=finished_before)
+
     async def list(
         self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
     ) -> list[Intent]:

@@ -261,3 +261,26 @@ async def test_a_ledger_row_needs_the_lease(journal: Journal) -> None:
     stored = await journal.get("a")
     assert stored is not None
     assert stored.ledger_ref is None
+
+
+async def test_prune_deletes_only_old_settled_intents(journal: Journal) -> None:
+    """Settled intents past retention go; recent ones and every unsettled one stay."""
+    base = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    for key, status, finished in (
+        ("old-ok", TransferStatus.SUCCEEDED, base),
+        ("old-failed", TransferStatus.FAILED, base),
+        ("new-ok", TransferStatus.SUCCEEDED, base + timedelta(days=20)),
+        ("old-unknown", TransferStatus.UNKNOWN, None),
+        ("old-in-flight", TransferStatus.IN_FLIGHT, None),
+    ):
+        claim = await journal.claim(
+            make_intent(key, created_at=base), owner="a", lease_seconds=LEASE
+        )
+        await journal.save(
+            attrs.evolve(claim.intent, status=status, finished_at=finished),
+            owner="a",
+            lease_seconds=None,
+        )
+    deleted = await journal.prune(finished_before=base + timedelta(days=10))
+    assert deleted == 2
+    assert {i.key for i in await journal.list()} == {"new-ok", "old-unknown", "old-in-flight"}

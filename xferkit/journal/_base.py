@@ -163,6 +163,13 @@ class Journal(Protocol):
     async def get(self, key: str) -> Intent | None:
         """The intent stored under ``key``, if any."""
 
+    async def prune(self, *, finished_before: datetime) -> int:
+        """Delete settled (``SUCCEEDED``/``FAILED``) intents finished before the given time.
+
+        Unsettled intents are never deleted, whatever their age. Returns how many were deleted.
+        A pruned key is forgotten: reusing it later starts a new transfer.
+        """
+
     async def list(
         self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
     ) -> list[Intent]:

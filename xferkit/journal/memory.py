@@ -84,6 +84,20 @@ class MemoryJournal:
         await anyio.lowlevel.checkpoint()
         return self._intents.get(key)
 
+    async def prune(self, *, finished_before: datetime) -> int:
+        """Delete settled intents finished before ``finished_before``."""
+        await anyio.lowlevel.checkpoint()
+        old = [
+            key
+            for key, intent in self._intents.items()
+            if intent.status.is_terminal
+            and intent.finished_at is not None
+            and intent.finished_at < finished_before
+        ]
+        for key in old:
+            del self._intents[key]
+        return len(old)
+
     async def list(
         self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
     ) -> list[Intent]:

@@ -299,6 +299,19 @@ class SqliteJournal:
         """The intent under ``key``."""
         return await self._run(lambda db: self._select(db, key))
 
+    async def prune(self, *, finished_before: datetime) -> int:
+        """Delete settled intents finished before ``finished_before``."""
+        cutoff = to_timestamp(finished_before)
+
+        def prune(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM intents WHERE status IN (?, ?) AND finished_at < ?",
+                (TransferStatus.SUCCEEDED.value, TransferStatus.FAILED.value, cutoff),
+            )
+            return cursor.rowcount
+
+        return await self._run(prune)
+
     async def list(
         self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
     ) -> list[Intent]:
