@@ -177,7 +177,10 @@ class Engine:
     async def resume(self, runtime: VenueRuntime, intent: Intent) -> Receipt | None:
         """Drive a stored unfinished intent; ``None`` if another worker holds its lease."""
         owner = self._new_owner()
-        claim = await self._journal.claim(intent, owner=owner, lease_seconds=self._lease_seconds)
+        with anyio.CancelScope(shield=True):  # as in _claim_and_drive
+            claim = await self._journal.claim(
+                intent, owner=owner, lease_seconds=self._lease_seconds
+            )
         if claim.intent.status.is_terminal:
             return self._replay(claim.intent)
         if not claim.owned:
@@ -187,11 +190,15 @@ class Engine:
     async def _claim_and_drive(
         self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
     ) -> Receipt:
+        joined = False  # whether this call waited for another worker's drive of the same key
         while True:
             owner = self._new_owner()
-            claim = await self._journal.claim(
-                intent, owner=owner, lease_seconds=self._lease_seconds
-            )
+            # Shielded: a cancellation landing mid-claim must not leave a lease held (and
+            # every other caller of this key waiting) until it expires. _drive frees it.
+            with anyio.CancelScope(shield=True):
+                claim = await self._journal.claim(
+                    intent, owner=owner, lease_seconds=self._lease_seconds
+                )
             stored = claim.intent
             if stored.fingerprint != intent.fingerprint:
                 raise IdempotencyConflictError(intent.key)
@@ -199,15 +206,18 @@ class Engine:
                 _log.debug(
                     "transfer %s on %s: replayed %s", stored.key, stored.venue, stored.status.value
                 )
-                return self._replay(stored)
+                # A caller that joined a drive in progress gets that drive's receipt as is;
+                # ``replayed`` means the transfer was settled before this call began.
+                return self._replay(stored, replayed=not joined)
             if claim.owned:
                 return await self._drive(runtime, stored, owner, deadline_at)
             await self._wait_for_owner(stored, deadline_at)
+            joined = True
 
-    def _replay(self, intent: Intent) -> Receipt:
+    def _replay(self, intent: Intent, *, replayed: bool = True) -> Receipt:
         if intent.status is TransferStatus.FAILED and intent.error is not None:
             raise intent.error.to_exception(intent.venue)
-        return receipt_from_intent(intent, replayed=True)
+        return receipt_from_intent(intent, replayed=replayed)
 
     async def _wait_for_owner(self, intent: Intent, deadline_at: float | None) -> None:
         """Wait until the worker driving ``intent`` finishes or its lease runs out."""

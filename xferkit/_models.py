@@ -63,7 +63,9 @@ class Receipt:
         from_account: the source account's unified name (``spot``, ``usdt_futures``, ...).
         to_account: the destination account's unified name.
         attempts: how many requests were sent for this transfer, over all calls.
-        replayed: ``True`` when this receipt came from the journal without network I/O.
+        replayed: ``True`` when the transfer was already settled before this call began, so
+            the receipt came from the journal without network I/O. Callers that joined a drive
+            of the same key still in progress get that drive's receipt, ``replayed=False``.
         created_at: UTC time the intent was recorded.
         finished_at: UTC time it was settled, or ``None``.
     """
