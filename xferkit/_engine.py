@@ -403,13 +403,15 @@ class Engine:
                 first_sent_venue_ms=runtime.server_clock.bounds_ms()[0],
             )
             self._log_state(intent)
-        # Durable before this send: IN_FLIGHT (first send) or the attempt count and a renewed
-        # lease (resends). Not shielded: if cancelled here, nothing has been sent.
+        # The journal describes this attempt before it is sent (IN_FLIGHT, counted, its send
+        # time): after a crash mid-send, resume() must treat it as sent. Not shielded: if
+        # cancelled here, nothing has been sent.
+        intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
         await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
+        progress.intent = intent
+        progress.sent_this_call += 1
         clock_generation = runtime.server_clock.generation
         request = venue.transfer_request(intent.body, runtime.server_clock.timestamp_ms())
-        progress.intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
-        progress.sent_this_call += 1
         try:
             response = await self._transport.send(
                 request, timeout=self._attempt_timeout(deadline_at)

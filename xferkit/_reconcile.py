@@ -73,9 +73,11 @@ class Reconciler:
             return Found(intent.ledger_ref)  # claimed before a crash or a cancellation
         if not venue.can_reconcile(spec):
             return Unclear("the spot ledger cannot show a transfer that does not touch spot")
-        if intent.first_sent_venue_ms is None or intent.last_sent_at is None:
-            return Absent()  # never sent
-        settled_at = intent.last_sent_at.timestamp() + venue.settle_seconds
+        if intent.first_sent_venue_ms is None:
+            return Absent()  # never sent: IN_FLIGHT and the anchor are written before a send
+        last_sent = intent.last_sent_at or intent.first_sent_at
+        assert last_sent is not None  # noqa: S101 - written together with the anchor
+        settled_at = last_sent.timestamp() + venue.settle_seconds
         wait = max(settled_at - self._clock.time(), 0.0)
         if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
             return Unclear("the deadline ends before the venue's settle window")

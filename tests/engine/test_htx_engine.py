@@ -301,3 +301,46 @@ async def test_default_rate_limit_keeps_under_htx_one_per_second(
     assert fake.rate_limited == 0
     assert len(fake.audit) == 10
     assert all(later - earlier >= 0.999 for earlier, later in itertools.pairwise(posts))
+
+
+class CommitThenHang(httpx.AsyncBaseTransport):
+    """Delivers transfer requests (the venue commits), then never answers them."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path == "/v2/account/transfer":
+            await anyio.sleep_forever()
+        return response
+
+
+async def test_a_crash_during_the_first_send_is_found_in_the_ledger_on_resume(
+    fake_htx: FakeHTX, clock: VirtualClock
+) -> None:
+    """Killed mid-send (no write after the send lands): resume() finds the row, never resends."""
+    from .test_journal_failures import FlakyJournal  # noqa: PLC0415 - shared test double
+
+    journal = FlakyJournal(clock)
+    journal.fail_saves_from = 2  # save 1 is the pre-send write; nothing after it lands
+    async with (
+        httpx.AsyncClient(transport=CommitThenHang(FakeTransport(fake_htx))) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET), journal=journal, http_client=http_client, clock=clock
+        ) as client,
+    ):
+        with anyio.move_on_after(0.2):
+            await client.transfer("htx", **args(), key="crash")
+    stored = await journal.get("crash")
+    assert stored is not None
+    assert stored.status is TransferStatus.IN_FLIGHT  # what a killed process leaves
+    assert len(fake_htx.audit) == 1
+
+    journal.fail_saves_from = None
+    clock.advance(61)  # the dead worker's lease runs out
+    async with htx_client(fake_htx, clock, journal) as client:
+        receipts = await client.resume()
+    assert [(r.key, r.status) for r in receipts] == [("crash", TransferStatus.SUCCEEDED)]
+    assert transfer_posts(fake_htx) == 1
+    assert len(fake_htx.audit) == 1
