@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ._cli_journal import journal
+from ._cli_resume import resume
 from ._demo import DemoSummary, run_demo
 from ._models import Receipt
 
@@ -17,7 +19,14 @@ from ._models import Receipt
 @click.group()
 @click.version_option(package_name="xferkit")
 def app() -> None:
-    """Exactly-once transfers between your own accounts on crypto venues."""
+    """Exactly-once transfers between your own accounts on crypto venues.
+
+    Exit status: 0 done, 1 intents remain unresolved (or a key is unknown), 2 could not run.
+    """
+
+
+app.add_command(journal)
+app.add_command(resume)
 
 
 @app.command()

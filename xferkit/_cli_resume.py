@@ -1,0 +1,214 @@
+"""``xferkit resume``: settle every unfinished intent in a journal, with venues from the env.
+
+The exit status is the point for scripts and cron jobs: 0 only when nothing in the journal is
+left unresolved after the run, 1 when something is (still ambiguous, a venue without
+credentials, or driven by another worker), 2 when the run could not start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import attrs
+import click
+from rich.text import Text
+
+from ._cli_common import (
+    EXIT_UNRESOLVED,
+    UNRESOLVED,
+    CliError,
+    journal_option,
+    require_journal,
+    run_async,
+)
+from ._cli_format import (
+    TransferRow,
+    echo_json,
+    intent_json,
+    make_console,
+    receipt_json,
+    status_counts,
+    transfer_table,
+)
+from ._client import Client
+from ._exceptions import InvalidRequestError
+from ._models import Receipt
+from .journal import Intent
+from .venues.htx import HTX
+from .venues.xt import XT
+
+__all__ = ["VENUE_ENV", "VenueEnv", "build_venues", "resume"]
+
+
+@attrs.frozen(kw_only=True)
+class VenueEnv:
+    """Which environment variables configure a venue, and how to build it from them."""
+
+    name: str
+    credentials: tuple[str, str]
+    build: Callable[[str | None], XT | HTX]
+
+
+VENUE_ENV = (
+    VenueEnv(
+        name="xt",
+        credentials=("XFERKIT_XT_API_KEY", "XFERKIT_XT_SECRET"),
+        build=lambda url: XT.from_env(base_url=url),
+    ),
+    VenueEnv(
+        name="htx",
+        credentials=("XFERKIT_HTX_ACCESS_KEY", "XFERKIT_HTX_SECRET"),
+        build=lambda url: HTX.from_env(base_url=url),
+    ),
+)
+
+
+def build_venues(names: Sequence[str], base_urls: dict[str, str | None]) -> list[XT | HTX]:
+    """Build the venues to resume with, from the environment.
+
+    Named venues (``--venue``, or a ``--<venue>-base-url``) must have credentials; with none
+    named, every venue with any credential variable set is used, so a half-configured venue
+    is an error rather than silently skipped. Messages name variables, never values.
+    """
+    wanted = set(names) | {name for name, url in base_urls.items() if url}
+    if not wanted:
+        wanted = {v.name for v in VENUE_ENV if any(os.environ.get(c) for c in v.credentials)}
+    if not wanted:
+        pairs = ", or ".join(" and ".join(v.credentials) for v in VENUE_ENV)
+        raise CliError(f"no venue credentials in the environment: set {pairs}")
+    venues: list[XT | HTX] = []
+    for env in VENUE_ENV:
+        if env.name not in wanted:
+            continue
+        missing = [c for c in env.credentials if not os.environ.get(c)]
+        if missing:
+            noun = "variable" if len(missing) == 1 else "variables"
+            verb = "is" if len(missing) == 1 else "are"
+            raise CliError(
+                f"{env.name}: environment {noun} {' and '.join(missing)} {verb} not set "
+                f"(resuming {env.name} intents needs {' and '.join(env.credentials)})"
+            )
+        try:
+            venues.append(env.build(base_urls.get(env.name)))
+        except InvalidRequestError as exc:
+            raise CliError(f"{env.name}: {exc}") from exc
+    return venues
+
+
+def _base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a base URL without a scheme here, rather than as a send error per intent."""
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise click.BadParameter(f"{value!r} must start with http:// or https://", ctx, param)
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class _Outcome:
+    receipts: list[Receipt]
+    remaining: list[Intent]
+
+
+@click.command("resume")
+@journal_option()
+@click.option(
+    "--venue",
+    "venue_names",
+    multiple=True,
+    type=click.Choice([v.name for v in VENUE_ENV], case_sensitive=False),
+    help="Resume with this venue (its credentials must be set); repeat for both. "
+    "Default: every venue whose credentials are in the environment.",
+)
+@click.option(
+    "--xt-base-url",
+    callback=_base_url,
+    metavar="URL",
+    help="XT's API host, e.g. a proxy or a simulated venue "
+    "[default: $XFERKIT_XT_BASE_URL, else https://sapi.xt.com].",
+)
+@click.option(
+    "--htx-base-url",
+    callback=_base_url,
+    metavar="URL",
+    help="HTX's API host [default: $XFERKIT_HTX_BASE_URL, else https://api.huobi.pro].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
+def resume(
+    journal_path: Path,
+    venue_names: tuple[str, ...],
+    xt_base_url: str | None,
+    htx_base_url: str | None,
+    as_json: bool,
+) -> None:
+    """Drive every unfinished intent in the journal to a final state, exactly once.
+
+    Credentials come from the environment (XFERKIT_XT_API_KEY and XFERKIT_XT_SECRET,
+    XFERKIT_HTX_ACCESS_KEY and XFERKIT_HTX_SECRET). Exit status 0 when every intent is
+    settled afterwards, 1 when any remains unresolved, 2 when the run could not start.
+    """
+    venues = build_venues(
+        [name.lower() for name in venue_names], {"xt": xt_base_url, "htx": htx_base_url}
+    )
+    path = require_journal(journal_path)
+
+    async def run() -> _Outcome:
+        async with Client(*venues, journal=path) as client:
+            receipts = await client.resume()
+            remaining = await client.journal.list(statuses=UNRESOLVED)
+        return _Outcome(receipts=receipts, remaining=remaining)
+
+    outcome = run_async(run)
+    if as_json:
+        echo_json(
+            {
+                "receipts": [receipt_json(r) for r in outcome.receipts],
+                "unresolved": [intent_json(i) for i in outcome.remaining],
+            }
+        )
+    else:
+        _print(outcome, path, configured={v.name for v in venues})
+    if outcome.remaining:
+        raise SystemExit(EXIT_UNRESOLVED)
+
+
+def _print(outcome: _Outcome, path: Path, *, configured: set[str]) -> None:
+    """The receipts, what was left untouched, and one summary line that says the exit status."""
+    console = make_console()
+    resumed = {r.key for r in outcome.receipts}
+    if outcome.receipts:
+        rows = [TransferRow.from_receipt(r) for r in outcome.receipts]
+        console.print(transfer_table(rows, title=f"resumed from {path}"))
+    untouched = [i for i in outcome.remaining if i.key not in resumed]
+    if untouched:
+        rows = [TransferRow.from_intent(i) for i in untouched]
+        console.print(transfer_table(rows, title="not attempted"))
+    if outcome.receipts:
+        count = len(outcome.receipts)
+        summary = f"resumed {count} intent{'s' if count != 1 else ''}: "
+        summary += status_counts(r.status for r in outcome.receipts)
+    else:
+        summary = "nothing was resumed"
+    if not outcome.remaining:
+        console.print(Text(f"{summary}; every intent is settled"))
+        return
+    reasons: list[str] = []
+    still = len(outcome.remaining) - len(untouched)
+    if still:
+        reasons.append(f"{still} still ambiguous (`xferkit journal show KEY`; resume again later)")
+    for env in VENUE_ENV:
+        count = sum(1 for i in untouched if i.venue == env.name and i.venue not in configured)
+        if count:
+            reasons.append(
+                f"{count} on {env.name}, which has no credentials here "
+                f"(set {' and '.join(env.credentials)})"
+            )
+    leased = sum(1 for i in untouched if i.venue in configured)
+    if leased:
+        reasons.append(f"{leased} driven by another worker right now")
+    console.print(
+        Text(
+            f"{summary}; {len(outcome.remaining)} unresolved, exit status {EXIT_UNRESOLVED}: "
+            + "; ".join(reasons)
+        )
+    )
