@@ -1,0 +1,1 @@
+"""Crash tests: a real process running a batch is SIGKILLed and resumed."""
