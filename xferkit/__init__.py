@@ -27,7 +27,7 @@ from ._exceptions import (
 )
 from ._models import Receipt, TransferRequest, TransferStatus
 from ._retry import RetryPolicy
-from .journal import Journal, MemoryJournal, SqliteJournal
+from .journal import Journal, MemoryJournal, PostgresJournal, SqliteJournal
 from .venues.htx import HTX
 from .venues.xt import XT
 
@@ -47,6 +47,7 @@ __all__ = [
     "JournalError",
     "MemoryJournal",
     "PermissionDeniedError",
+    "PostgresJournal",
     "RateLimitError",
     "Receipt",
     "RetryPolicy",

@@ -25,7 +25,7 @@ from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._transport import HttpClient, Transport
 from ._validation import check_key
-from .journal import DEFAULT_JOURNAL_PATH, Journal, SqliteJournal
+from .journal import DEFAULT_JOURNAL_PATH, Journal, PostgresJournal, SqliteJournal
 from .venues._base import Venue
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
@@ -54,9 +54,7 @@ def open_journal(journal: str | PathLike[str] | Journal | None, clock: Clock) ->
     if journal is None:
         return SqliteJournal(DEFAULT_JOURNAL_PATH, clock=clock)
     if isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://")):
-        raise InvalidRequestError(
-            "PostgreSQL journals are not available in this version; use a SQLite path"
-        )
+        return PostgresJournal(journal)
     if isinstance(journal, str | PathLike):
         return SqliteJournal(journal, clock=clock)
     if isinstance(journal, Journal):
@@ -75,7 +73,8 @@ class Client:
     Args:
         *venues: configured venues, e.g. ``XT(api_key, secret)``; one per venue name.
         journal: where intents are made durable: a SQLite path (the default is
-            ``~/.xferkit/journal.sqlite3``) or a journal object.
+            ``~/.xferkit/journal.sqlite3``), a ``postgresql://`` DSN (`PostgresJournal`, for
+            fleets of workers) or a journal object.
         retry: the retry policy (attempts, backoff, deadline).
         timeout: seconds each HTTP attempt may take.
         http_client: an ``httpx.AsyncClient`` to send with; it is not closed by the client.

@@ -12,7 +12,8 @@ import pytest
 
 from xferkit import JournalError, SqliteJournal, TransferStatus
 from xferkit.journal import Intent, Journal, LeaseLostError, StoredError
-from xferkit.testing import VirtualClock
+
+from .conftest import ExpireLeases
 
 LEASE = 30.0
 
@@ -62,10 +63,12 @@ async def test_concurrent_claims_of_one_key_have_exactly_one_winner(journal: Jou
     assert sum(c.owned for c in results) == 1
 
 
-async def test_expired_lease_can_be_taken_over(journal: Journal, clock: VirtualClock) -> None:
+async def test_expired_lease_can_be_taken_over(
+    journal: Journal, expire_leases: ExpireLeases
+) -> None:
     """Once the owner's lease expires, another worker's claim takes it."""
     await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
-    clock.advance(LEASE + 1)
+    await expire_leases(LEASE + 1)
     claim = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
     assert claim.owned
     assert claim.intent.lease_owner == "b"
@@ -108,7 +111,7 @@ async def test_save_by_a_non_owner_is_refused(journal: Journal) -> None:
 
 
 async def test_terminal_intents_are_never_leased_again(
-    journal: Journal, clock: VirtualClock
+    journal: Journal, expire_leases: ExpireLeases
 ) -> None:
     """A settled intent keeps no lease and no later claim owns it."""
     claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
@@ -120,7 +123,7 @@ async def test_terminal_intents_are_never_leased_again(
     stored = await journal.get("k1")
     assert stored is not None
     assert stored.lease_owner is None
-    clock.advance(LEASE * 10)
+    await expire_leases(LEASE * 10)
     again = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
     assert (again.created, again.owned) == (False, False)
     assert again.intent.transfer_id == "99"

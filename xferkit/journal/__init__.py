@@ -2,6 +2,7 @@
 
 from ._base import Claim, Intent, Journal, LeaseLostError, StoredError
 from .memory import MemoryJournal
+from .postgres import PostgresJournal
 from .sqlite import DEFAULT_JOURNAL_PATH, SqliteJournal
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Journal",
     "LeaseLostError",
     "MemoryJournal",
+    "PostgresJournal",
     "SqliteJournal",
     "StoredError",
 ]

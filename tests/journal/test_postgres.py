@@ -1,0 +1,110 @@
+"""What only the PostgreSQL journal has to get right: shared schema, clocks, failures."""
+
+from __future__ import annotations
+
+import anyio
+import asyncpg
+import httpx
+import pytest
+
+import xferkit
+from xferkit import JournalError, PostgresJournal, TransferStatus
+from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan
+
+from ..postgres import drop_schema, require_postgres, unique_schema
+
+
+async def test_processes_starting_at_once_migrate_the_schema_once() -> None:
+    """Ten journals opening one new schema together: no error, one version row."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    journals = [PostgresJournal(dsn, schema=schema) for _ in range(10)]
+    try:
+        async with anyio.create_task_group() as tg:
+            for journal in journals:
+                tg.start_soon(journal.open)
+        connection = await asyncpg.connect(dsn)
+        versions = await connection.fetch(f"SELECT version FROM {schema}.meta")  # noqa: S608
+        await connection.close()
+        assert [row["version"] for row in versions] == [1]
+    finally:
+        for journal in journals:
+            await journal.aclose()
+        await drop_schema(dsn, schema)
+
+
+async def test_a_newer_schema_is_refused() -> None:
+    """A schema written by a newer xferkit is refused instead of being misread."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    journal = PostgresJournal(dsn, schema=schema)
+    await journal.open()
+    await journal._run(lambda c: c.execute(f"UPDATE {schema}.meta SET version = 99"))  # noqa: S608
+    await journal.aclose()
+    try:
+        with pytest.raises(JournalError, match="version 99"):
+            await PostgresJournal(dsn, schema=schema).open()
+    finally:
+        await drop_schema(dsn, schema)
+
+
+async def test_an_unreachable_database_is_a_journal_error_and_nothing_is_sent() -> None:
+    """No database: JournalError on entering the client, and the venue never hears of it."""
+    fake = FakeXT(api_key="k", secret="s")
+    client = xferkit.Client(
+        xferkit.XT("k", "s"),
+        journal="postgresql://postgres:secret-pw@127.0.0.1:1/test",
+        http_client=httpx.AsyncClient(transport=FakeTransport(fake)),
+    )
+    with pytest.raises(JournalError) as raised:
+        await client.__aenter__()
+    assert "secret-pw" not in str(raised.value)
+    assert "secret-pw" not in repr(client)
+    assert not fake.requests
+
+
+async def test_client_accepts_a_dsn_and_settles_exactly_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Client(journal="postgresql://...") journals in PostgreSQL: replay and faults included."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    plan = FaultPlan()
+    plan.force(Fault.DROP_AFTER)
+    fake = FakeXT(api_key="k", secret="s", faults=plan)
+    journal = PostgresJournal(dsn, schema=schema)
+    try:
+        async with (
+            httpx.AsyncClient(transport=FakeTransport(fake)) as http_client,
+            xferkit.Client(xferkit.XT("k", "s"), journal=journal, http_client=http_client) as c,
+        ):
+            args = {"currency": "usdt", "amount": "5", "from_account": "spot",
+                    "to_account": "usdt_futures"}  # fmt: skip
+            first = await c.transfer("xt", **args, key="pg-1")
+            again = await c.transfer("xt", **args, key="pg-1")
+            stored = await journal.get("pg-1")
+        assert first.status is TransferStatus.SUCCEEDED
+        assert again.replayed
+        assert stored is not None
+        assert stored.lease_owner is None
+        assert list(fake.executions_by_token().values()) == [1]
+    finally:
+        await drop_schema(dsn, schema)
+
+
+async def test_leases_follow_the_database_clock_not_the_workers() -> None:
+    """A lease expires by the database's now(), whatever time the worker believes it is."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    journal = PostgresJournal(dsn, schema=schema)
+    await journal.open()
+    try:
+        from .test_contract import make_intent  # noqa: PLC0415 - shared intent builder
+
+        await journal.claim(make_intent(), owner="a", lease_seconds=0.2)
+        assert not (await journal.claim(make_intent(), owner="b", lease_seconds=30)).owned
+        await anyio.sleep(0.3)
+        assert (await journal.claim(make_intent(), owner="b", lease_seconds=30)).owned
+    finally:
+        await journal.aclose()
+        await drop_schema(dsn, schema)

@@ -1,0 +1,368 @@
+"""A journal in PostgreSQL, for fleets: many processes on many hosts sharing one set of intents.
+
+* Claims are ``INSERT ... ON CONFLICT DO NOTHING``: exactly one worker creates a key.
+* Leases are judged by the database's clock (``now()``), never a worker's, so workers with
+  skewed clocks still agree on whose lease has expired.
+* Taking over an existing intent locks its row ``FOR UPDATE SKIP LOCKED`` inside one short
+  transaction: two workers racing for it never both win, and no lock is ever held across an
+  HTTP call.
+* Ledger-row claims are unique per venue across the fleet (a partial unique index).
+* The schema is created and migrated on first use under an advisory lock, so processes that
+  start at once do not race.
+
+asyncpg runs on asyncio only, so this journal does too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime
+from typing import Any, TypeVar
+
+import anyio
+
+from .._exceptions import JournalError
+from .._models import TransferStatus
+from ._base import Claim, Intent, LeaseLostError, StoredError
+
+__all__ = ["PostgresJournal"]
+
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+_TERMINAL = [TransferStatus.SUCCEEDED.value, TransferStatus.FAILED.value]
+_MIGRATION_LOCK = 0x78666B6A  # "xfkj": one advisory lock id for every xferkit schema migration
+
+_COLUMNS = (
+    "key, venue, fingerprint, params, token, body, status, attempts, transfer_id, error, "
+    "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
+    "lease_owner, lease_expires_at"
+)
+
+
+def _schema_sql(schema: str) -> list[str]:
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"CREATE TABLE IF NOT EXISTS {schema}.meta (version integer NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.intents (
+            key                 text PRIMARY KEY,
+            venue               text NOT NULL,
+            fingerprint         text NOT NULL,
+            params              text NOT NULL,
+            token               text,
+            body                text NOT NULL,
+            status              text NOT NULL,
+            attempts            integer NOT NULL,
+            transfer_id         text,
+            error               text,
+            ledger_ref          text,
+            created_at          timestamptz NOT NULL,
+            first_sent_at       timestamptz,
+            first_sent_venue_ms bigint,
+            last_sent_at        timestamptz,
+            finished_at         timestamptz,
+            lease_owner         text,
+            lease_expires_at    timestamptz
+        )""",
+        f"CREATE INDEX IF NOT EXISTS intents_status ON {schema}.intents (status, created_at)",
+        f"""CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref
+            ON {schema}.intents (venue, ledger_ref) WHERE ledger_ref IS NOT NULL""",
+    ]
+
+
+def _intent(row: Any) -> Intent:
+    return Intent(
+        key=row["key"],
+        venue=row["venue"],
+        fingerprint=row["fingerprint"],
+        params=row["params"],
+        token=row["token"],
+        body=row["body"],
+        status=TransferStatus(row["status"]),
+        attempts=row["attempts"],
+        transfer_id=row["transfer_id"],
+        error=StoredError.from_json(row["error"]) if row["error"] else None,
+        ledger_ref=row["ledger_ref"],
+        created_at=row["created_at"],
+        first_sent_at=row["first_sent_at"],
+        first_sent_venue_ms=row["first_sent_venue_ms"],
+        last_sent_at=row["last_sent_at"],
+        finished_at=row["finished_at"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def _state(intent: Intent) -> list[object]:
+    """The columns a save writes, in ``$2..$12`` order (key is ``$1``)."""
+    return [
+        intent.status.value,
+        intent.attempts,
+        intent.transfer_id,
+        intent.error.to_json() if intent.error else None,
+        intent.ledger_ref,
+        intent.first_sent_at,
+        intent.first_sent_venue_ms,
+        intent.last_sent_at,
+        intent.finished_at,
+        intent.params,
+        intent.body,
+    ]
+
+
+class PostgresJournal:
+    """A durable journal shared by any number of processes through PostgreSQL.
+
+    Args:
+        dsn: a ``postgresql://`` connection string.
+        schema: the schema holding xferkit's tables (created if missing).
+        min_size: connections the pool keeps open.
+        max_size: connections the pool may open; size it to your concurrency.
+        connect_timeout: seconds to wait for a connection before `JournalError`.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "xferkit",
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not schema.isidentifier() or not schema.isascii():
+            raise JournalError(f"schema must be a plain identifier, not {schema!r}")
+        self._dsn = dsn
+        self.schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._pool: Any = None
+        self._table = f"{schema}.intents"
+
+    def __repr__(self) -> str:
+        # The DSN may hold a password: show the schema only.
+        return f"PostgresJournal(schema={self.schema!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``fn(connection)``, turning every database failure into `JournalError`."""
+        import asyncpg  # noqa: PLC0415 - optional dependency, imported when used
+
+        if self._pool is None:
+            raise JournalError(f"{self!r} is not open")
+        try:
+            async with self._pool.acquire(timeout=self._connect_timeout) as connection:
+                return await fn(connection)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise JournalError(f"journal {self.schema} failed: {exc}") from exc
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect the pool and create or migrate the schema; idempotent."""
+        if self._pool is not None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError as exc:  # pragma: no cover - trio users
+            raise JournalError(
+                "PostgresJournal needs asyncio (asyncpg does not run on trio)"
+            ) from exc
+        try:
+            import asyncpg  # noqa: PLC0415
+        except ImportError as exc:  # pragma: no cover - exercised without the extra
+            raise JournalError(
+                "PostgresJournal needs asyncpg: pip install 'xferkit[postgres]'"
+            ) from exc
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                timeout=self._connect_timeout,
+            )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise JournalError(f"cannot reach the journal database: {exc}") from exc
+
+        async def migrate(connection: Any) -> None:
+            async with connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+                for statement in _schema_sql(self.schema):
+                    await connection.execute(statement)
+                version = await connection.fetchval(
+                    f"SELECT max(version) FROM {self.schema}.meta"  # noqa: S608 - checked identifier
+                )
+                if version is None:
+                    await connection.execute(
+                        f"INSERT INTO {self.schema}.meta (version) VALUES ($1)",  # noqa: S608
+                        SCHEMA_VERSION,
+                    )
+                elif version > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"journal schema {self.schema} has version {version}; this xferkit "
+                        f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
+                    )
+
+        try:
+            await self._run(migrate)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the pool; safe to call twice."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with anyio.CancelScope(shield=True):
+                await pool.close()
+
+    # -- the contract -----------------------------------------------------------------------
+
+    async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
+        """Insert the intent unless its key exists; else take a free or expired lease."""
+        table = self._table
+
+        async def claim(connection: Any) -> Claim:
+            async with connection.transaction():
+                row = await connection.fetchrow(
+                    f"""INSERT INTO {table} ({_COLUMNS}) VALUES (
+                        $1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9,
+                        NULL, NULL, NULL, NULL, $10, now() + make_interval(secs => $11))
+                    ON CONFLICT (key) DO NOTHING RETURNING {_COLUMNS}""",  # noqa: S608
+                    intent.key,
+                    intent.venue,
+                    intent.fingerprint,
+                    intent.params,
+                    intent.token,
+                    intent.body,
+                    intent.status.value,
+                    intent.attempts,
+                    intent.created_at,
+                    owner,
+                    lease_seconds,
+                )
+                if row is not None:
+                    return Claim(intent=_intent(row), created=True, owned=True)
+                # Someone else's key, or ours from before. Lock it only if nobody else holds
+                # the row lock right now (SKIP LOCKED): whoever does is taking it over.
+                row = await connection.fetchrow(
+                    f"""SELECT {_COLUMNS} FROM {table} WHERE key = $1
+                        AND status <> ALL($2::text[])
+                        AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+                        FOR UPDATE SKIP LOCKED""",  # noqa: S608
+                    intent.key,
+                    _TERMINAL,
+                )
+                if row is not None:
+                    row = await connection.fetchrow(
+                        f"""UPDATE {table} SET lease_owner = $2,
+                            lease_expires_at = now() + make_interval(secs => $3)
+                            WHERE key = $1 RETURNING {_COLUMNS}""",  # noqa: S608
+                        intent.key,
+                        owner,
+                        lease_seconds,
+                    )
+                    return Claim(intent=_intent(row), created=False, owned=True)
+                row = await connection.fetchrow(
+                    f"SELECT {_COLUMNS} FROM {table} WHERE key = $1",  # noqa: S608
+                    intent.key,
+                )
+                return Claim(intent=_intent(row), created=False, owned=False)
+
+        return await self._run(claim)
+
+    async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
+        """Write the intent if ``owner`` holds its lease; extend or release the lease."""
+        release = lease_seconds is None or intent.status.is_terminal
+        table = self._table
+
+        async def save(connection: Any) -> None:
+            updated = await connection.fetchval(
+                f"""UPDATE {table} SET status = $2, attempts = $3, transfer_id = $4, error = $5,
+                    ledger_ref = $6, first_sent_at = $7, first_sent_venue_ms = $8,
+                    last_sent_at = $9, finished_at = $10, params = $11, body = $12,
+                    lease_owner = CASE WHEN $14 THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN $14 THEN NULL
+                        ELSE now() + make_interval(secs => $15) END
+                    WHERE key = $1 AND lease_owner = $13 RETURNING 1""",  # noqa: S608
+                intent.key,
+                *_state(intent),
+                owner,
+                release,
+                0.0 if lease_seconds is None else lease_seconds,
+            )
+            if updated is None:
+                raise LeaseLostError(f"intent {intent.key!r} is no longer leased to {owner}")
+
+        await self._run(save)
+
+    async def release(self, key: str, *, owner: str) -> None:
+        """Give up the lease if ``owner`` holds it."""
+        await self._run(
+            lambda c: c.execute(
+                f"""UPDATE {self._table} SET lease_owner = NULL, lease_expires_at = NULL
+                    WHERE key = $1 AND lease_owner = $2""",  # noqa: S608
+                key,
+                owner,
+            )
+        )
+
+    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
+        """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
+        import asyncpg  # noqa: PLC0415
+
+        async def claim(connection: Any) -> bool:
+            try:
+                updated = await connection.fetchval(
+                    f"""UPDATE {self._table} SET ledger_ref = $3
+                        WHERE key = $1 AND lease_owner = $2 RETURNING 1""",  # noqa: S608
+                    key,
+                    owner,
+                    ref,
+                )
+            except asyncpg.UniqueViolationError:
+                return False  # another intent of this venue claimed the row
+            return updated is not None
+
+        return await self._run(claim)
+
+    async def get(self, key: str) -> Intent | None:
+        """The intent under ``key``."""
+        row = await self._run(
+            lambda c: c.fetchrow(
+                f"SELECT {_COLUMNS} FROM {self._table} WHERE key = $1",  # noqa: S608
+                key,
+            )
+        )
+        return _intent(row) if row is not None else None
+
+    async def prune(self, *, finished_before: datetime) -> int:
+        """Delete settled intents finished before ``finished_before``."""
+        deleted = await self._run(
+            lambda c: c.fetchval(
+                f"""WITH gone AS (DELETE FROM {self._table}
+                    WHERE status = ANY($1::text[]) AND finished_at < $2 RETURNING 1)
+                    SELECT count(*) FROM gone""",  # noqa: S608
+                _TERMINAL,
+                finished_before,
+            )
+        )
+        return int(deleted)
+
+    async def list(
+        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+    ) -> list[Intent]:
+        """Intents oldest first, optionally filtered by status."""
+        wanted = None if statuses is None else [s.value for s in statuses]
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"""SELECT {_COLUMNS} FROM {self._table}
+                    WHERE $1::text[] IS NULL OR status = ANY($1::text[])
+                    ORDER BY created_at, key LIMIT $2""",  # noqa: S608
+                wanted,
+                limit,
+            )
+        )
+        return [_intent(row) for row in rows]
