@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from os import PathLike
 from types import TracebackType
 
 import anyio
+import anyio.abc
+import attrs
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ._clock import SYSTEM_CLOCK, Clock, ServerClock
 from ._engine import DEFAULT_LEASE_SECONDS, Engine, VenueRuntime, receipt_from_intent
@@ -19,8 +23,9 @@ from ._exceptions import (
     InvalidRequestError,
     TransferOutcomeUnknownError,
     VenueError,
+    XferError,
 )
-from ._models import Amount, Receipt, TransferStatus
+from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from ._transport import HttpClient, Transport
@@ -29,6 +34,8 @@ from .journal import DEFAULT_JOURNAL_PATH, Journal, PostgresJournal, SqliteJourn
 from .venues._base import Venue
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
+
+_log = logging.getLogger("xferkit")
 
 DEFAULT_TIMEOUT = 10.0
 _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
@@ -41,6 +48,28 @@ def _positive_seconds(value: object) -> bool:
         and value > 0
         and math.isfinite(value)
     )
+
+
+@attrs.frozen
+class _BatchAborted:
+    """Iterating the caller's requests failed: the batch stops and the error is re-raised."""
+
+    error: Exception
+
+
+_BatchItem = Receipt | Exception | _BatchAborted
+
+
+async def _each(
+    requests: Iterable[TransferRequest] | AsyncIterable[TransferRequest],
+) -> AsyncIterator[TransferRequest]:
+    if isinstance(requests, AsyncIterable):
+        async for request in requests:
+            yield request
+    else:
+        for request in requests:
+            yield request
+            await anyio.lowlevel.checkpoint()  # a long plain list must not starve the loop
 
 
 class _State(enum.Enum):
@@ -125,6 +154,7 @@ class Client:
         self._transport: Transport | None = None
         self._engine: Engine | None = None
         self._runtimes: dict[str, VenueRuntime] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
         venues = list(self._venues)
@@ -158,6 +188,11 @@ class Client:
                 server_clock=ServerClock(self._clock, self._server_time_reader(venue, transport)),
                 limiter=RateLimiter(venue.rate_limit, self._clock),
             )
+        # Batches run their workers here, so no task outlives the client (and none is
+        # started inside an async generator, whose cancel scopes cannot span a yield).
+        tasks = anyio.create_task_group()
+        await tasks.__aenter__()
+        self._tasks = tasks
         self._state = _State.OPEN
         return self
 
@@ -174,6 +209,12 @@ class Client:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
+        if self._tasks is not None:
+            # Exited first, and outside the shield below: a task group must be left as the
+            # innermost cancel scope of the task that entered it.
+            tasks, self._tasks = self._tasks, None
+            tasks.cancel_scope.cancel()
+            await tasks.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
             if self._transport is not None:
                 await self._transport.aclose()
@@ -263,6 +304,95 @@ class Client:
                 f"deadline must be a positive number of seconds, not {deadline!r}"
             )
         return await engine.transfer(runtime, spec, key, deadline)
+
+    async def transfer_many(
+        self,
+        requests: Iterable[TransferRequest] | AsyncIterable[TransferRequest],
+        *,
+        concurrency: int = 16,
+    ) -> AsyncIterator[Receipt | Exception]:
+        """Run many transfers, at most ``concurrency`` at once, yielding each as it finishes.
+
+        Requests are read lazily and at most ``concurrency`` are in flight or waiting to be
+        consumed, so memory stays flat however long the batch. Each request yields exactly one
+        outcome: its `Receipt`, or the exception it raised (an `XferError`, with
+        ``error.request`` set to the request); one failure never stops the batch. Venue rate
+        limits apply as for single transfers.
+        Stopping the iteration early cancels the transfers still running; their intents stay
+        in the journal for `resume()`.
+
+        Raises:
+            InvalidRequestError: ``concurrency`` is not a positive int.
+            Exception: whatever iterating ``requests`` raised (the batch stops there).
+        """
+        self._open_engine()
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidRequestError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        assert self._tasks is not None  # noqa: S101 - set whenever the client is open
+        send, receive = anyio.create_memory_object_stream[_BatchItem](concurrency)
+        batch = anyio.CancelScope()
+        self._tasks.start_soon(self._run_batch, requests, concurrency, send, batch)
+        try:
+            async with receive:
+                async for item in receive:
+                    if isinstance(item, _BatchAborted):
+                        raise item.error
+                    yield item
+        finally:
+            batch.cancel()
+
+    async def _run_batch(
+        self,
+        requests: Iterable[TransferRequest] | AsyncIterable[TransferRequest],
+        concurrency: int,
+        send: MemoryObjectSendStream[_BatchItem],
+        batch: anyio.CancelScope,
+    ) -> None:
+        slots = anyio.Semaphore(concurrency)
+        with batch:
+            async with send, anyio.create_task_group() as workers:
+                try:
+                    async for request in _each(requests):
+                        await slots.acquire()
+                        workers.start_soon(self._run_one, request, slots, send.clone())
+                except Exception as exc:  # noqa: BLE001 - the caller's iterable failed
+                    with anyio.CancelScope(shield=True):
+                        await send.send(_BatchAborted(exc))
+
+    async def _run_one(
+        self,
+        request: TransferRequest,
+        slots: anyio.Semaphore,
+        send: MemoryObjectSendStream[_BatchItem],
+    ) -> None:
+        async with send:
+            outcome: Receipt | Exception
+            try:
+                if not isinstance(request, TransferRequest):
+                    raise InvalidRequestError(  # noqa: TRY301 - reported like any other failure
+                        f"transfer_many takes TransferRequest values, not {request!r}"
+                    )
+                outcome = await self.transfer(
+                    request.venue,
+                    currency=request.currency,
+                    amount=request.amount,
+                    from_account=request.from_account,
+                    to_account=request.to_account,
+                    symbol=request.symbol,
+                    margin_account=request.margin_account,
+                    key=request.key,
+                    deadline=request.deadline,
+                )
+            except XferError as exc:
+                exc.request = request
+                outcome = exc
+            except Exception as exc:  # noqa: BLE001 - a bug must not truncate the batch silently
+                _log.exception("transfer_many: unexpected error for %r", request)
+                outcome = exc
+            try:
+                await send.send(outcome)
+            finally:
+                slots.release()  # only after delivery: at most `concurrency` outcomes held
 
     async def resume(self) -> list[Receipt]:
         """Drive every unfinished intent in the journal to an outcome.

@@ -23,6 +23,11 @@ calling again with the same key re-raises the stored error without network I/O.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import TransferRequest
+
 __all__ = [
     "AuthenticationError",
     "ClientClosedError",
@@ -41,7 +46,13 @@ __all__ = [
 
 
 class XferError(Exception):
-    """Base class of every error xferkit raises on purpose."""
+    """Base class of every error xferkit raises on purpose.
+
+    Attributes:
+        request: in ``Client.transfer_many``, the `TransferRequest` this error belongs to.
+    """
+
+    request: TransferRequest | None = None
 
 
 class InvalidRequestError(XferError, ValueError):

@@ -46,6 +46,7 @@ class TransferRequest:
     symbol: str | None = None
     margin_account: str | None = None
     key: str | None = None
+    deadline: float | None = None
 
 
 @attrs.frozen(kw_only=True)

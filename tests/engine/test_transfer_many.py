@@ -1,0 +1,150 @@
+"""transfer_many: one outcome per request, never stopped by one failure, streamed lazily."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+import xferkit
+from xferkit import TransferRequest, TransferStatus
+from xferkit.journal import Journal
+from xferkit.testing import FakeHTX, FakeTransport, FakeXT, FaultPlan, VirtualClock
+
+from .conftest import API_KEY, SECRET, MakeClient
+
+
+def request(n: int, **overrides: Any) -> TransferRequest:
+    fields: dict[str, Any] = {
+        "venue": "xt",
+        "currency": "usdt",
+        "amount": Decimal(n + 1),
+        "from_account": "spot",
+        "to_account": "usdt_futures",
+        "key": f"many-{n}",
+    }
+    fields.update(overrides)
+    return TransferRequest(**fields)
+
+
+@pytest.mark.slow
+async def test_a_thousand_requests_across_both_venues_each_yield_once_and_execute_once(
+    clock: VirtualClock, journal: Journal
+) -> None:
+    """1000 faulted requests over XT and HTX: 1000 outcomes, and the audits show exactly once."""
+    plan = FaultPlan(rate=0.3, seed=4)
+    fake_xt = FakeXT(api_key=API_KEY, secret=SECRET, clock=clock, faults=plan)
+    fake_htx = FakeHTX(access_key=API_KEY, secret=SECRET, clock=clock, faults=plan)
+    requests = [
+        request(n, venue="htx", amount=Decimal(n + 1) / 1000) if n % 4 == 0 else request(n)
+        for n in range(1000)
+    ]
+    async with (
+        httpx.AsyncClient(transport=FakeTransport(fake_xt, fake_htx)) as http_client,
+        xferkit.Client(
+            xferkit.XT(API_KEY, SECRET, rate_limit=10_000),
+            xferkit.HTX(API_KEY, SECRET, rate_limit=10_000),
+            journal=journal,
+            http_client=http_client,
+            clock=clock,
+            retry=xferkit.RetryPolicy(max_attempts=4, deadline=None),
+        ) as client,
+    ):
+        outcomes = [o async for o in client.transfer_many(requests, concurrency=32)]
+        plan.enabled = False
+        await client.resume()
+        settled = [o async for o in client.transfer_many(requests, concurrency=32)]
+
+    keys = [o.key if isinstance(o, xferkit.Receipt) else o.request.key for o in outcomes]  # type: ignore[union-attr]
+    assert sorted(keys) == sorted(r.key for r in requests)  # exactly one outcome per request
+    assert all(isinstance(o, xferkit.Receipt) for o in settled), settled
+    per_token = fake_xt.executions_by_token()
+    xt = xferkit.XT(API_KEY, SECRET)
+    for r in requests:
+        if r.venue == "xt":
+            assert per_token[xt.idempotency_token(r.key or "")] == 1, r.key
+        else:
+            assert fake_htx.executions_matching("spot", "linear-swap", "usdt", r.amount) == 1
+
+
+async def test_one_failure_does_not_stop_the_batch(
+    make_client: MakeClient, fake_xt: FakeXT
+) -> None:
+    """A bad request yields its typed error, carrying the request, and the rest still run."""
+    bad = request(1, amount=1.5)  # a float amount
+    requests = [request(0), bad, request(2)]
+    async with make_client() as client:
+        outcomes = [o async for o in client.transfer_many(requests, concurrency=2)]
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(outcomes) == 3
+    assert len(errors) == 1
+    assert isinstance(errors[0], xferkit.InvalidRequestError)
+    assert errors[0].request is bad
+    assert len(fake_xt.audit) == 2
+
+
+async def test_requests_are_pulled_lazily(make_client: MakeClient) -> None:
+    """The batch reads requests only as capacity frees up: memory stays flat in their number."""
+    pulled = 0
+
+    def endless() -> Iterator[TransferRequest]:
+        nonlocal pulled
+        n = 0
+        while True:
+            pulled += 1
+            yield request(n)
+            n += 1
+
+    async with make_client() as client:
+        seen = 0
+        async for outcome in client.transfer_many(endless(), concurrency=4):
+            assert isinstance(outcome, xferkit.Receipt)
+            seen += 1
+            if seen == 10:
+                break
+    assert pulled <= 10 + 2 * 4 + 1  # what was consumed, plus the slots and the buffer
+
+
+async def test_stopping_early_cancels_the_rest_and_leaves_them_resumable(
+    make_client: MakeClient, journal: Journal, fake_xt: FakeXT
+) -> None:
+    """Breaking out of the loop cancels running transfers; their intents stay for resume()."""
+    async with make_client() as client:
+        async for _ in client.transfer_many([request(n) for n in range(50)], concurrency=8):
+            break
+        unsettled = await journal.list(statuses=[TransferStatus.PENDING, TransferStatus.IN_FLIGHT])
+        for receipt in await client.resume():
+            assert receipt.status is TransferStatus.SUCCEEDED
+    assert all(count == 1 for count in fake_xt.executions_by_token().values())
+    assert len(unsettled) <= 50
+
+
+async def test_async_iterables_and_a_failing_source(make_client: MakeClient) -> None:
+    """Async iterables are accepted; an error raised by the source itself ends the batch."""
+
+    async def source() -> AsyncIterator[TransferRequest]:
+        yield request(0)
+        yield request(1)
+        raise RuntimeError("plan file unreadable")
+
+    outcomes: list[object] = []
+
+    async def consume(client: xferkit.Client) -> None:
+        async for outcome in client.transfer_many(source(), concurrency=1):
+            outcomes.append(outcome)
+
+    async with make_client() as client:
+        with pytest.raises(RuntimeError, match="plan file unreadable"):
+            await consume(client)
+    assert len(outcomes) <= 2
+
+
+async def test_concurrency_must_be_positive(make_client: MakeClient) -> None:
+    """A concurrency below one is refused before anything runs."""
+    async with make_client() as client:
+        with pytest.raises(xferkit.InvalidRequestError):
+            async for _ in client.transfer_many([request(0)], concurrency=0):
+                pass
