@@ -8,9 +8,9 @@ worker may take it over only once the lease has expired or been released.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -26,6 +26,7 @@ __all__ = [
     "decide_claim",
     "decide_save",
     "from_timestamp",
+    "intent_from_row",
     "lease_available",
     "to_timestamp",
 ]
@@ -174,6 +175,33 @@ class Journal(Protocol):
         self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
     ) -> list[Intent]:
         """Intents (oldest first), optionally only those in ``statuses``."""
+
+
+def intent_from_row(row: Mapping[str, Any], read_time: Callable[[Any], datetime | None]) -> Intent:
+    """Build an intent from a database row; ``read_time`` turns a stored time into a datetime."""
+    created_at = read_time(row["created_at"])
+    if created_at is None:
+        raise JournalError(f"intent {row['key']!r} has no creation time")
+    return Intent(
+        key=row["key"],
+        venue=row["venue"],
+        fingerprint=row["fingerprint"],
+        params=row["params"],
+        token=row["token"],
+        body=row["body"],
+        status=TransferStatus(row["status"]),
+        attempts=row["attempts"],
+        transfer_id=row["transfer_id"],
+        error=StoredError.from_json(row["error"]) if row["error"] else None,
+        ledger_ref=row["ledger_ref"],
+        created_at=created_at,
+        first_sent_at=read_time(row["first_sent_at"]),
+        first_sent_venue_ms=row["first_sent_venue_ms"],
+        last_sent_at=read_time(row["last_sent_at"]),
+        finished_at=read_time(row["finished_at"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=read_time(row["lease_expires_at"]),
+    )
 
 
 def lease_available(intent: Intent, now: datetime) -> bool:

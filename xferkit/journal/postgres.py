@@ -24,7 +24,7 @@ import anyio
 
 from .._exceptions import JournalError
 from .._models import TransferStatus
-from ._base import Claim, Intent, LeaseLostError, StoredError
+from ._base import Claim, Intent, LeaseLostError, intent_from_row
 
 __all__ = ["PostgresJournal"]
 
@@ -71,26 +71,7 @@ def _schema_sql(schema: str) -> list[str]:
 
 
 def _intent(row: Any) -> Intent:
-    return Intent(
-        key=row["key"],
-        venue=row["venue"],
-        fingerprint=row["fingerprint"],
-        params=row["params"],
-        token=row["token"],
-        body=row["body"],
-        status=TransferStatus(row["status"]),
-        attempts=row["attempts"],
-        transfer_id=row["transfer_id"],
-        error=StoredError.from_json(row["error"]) if row["error"] else None,
-        ledger_ref=row["ledger_ref"],
-        created_at=row["created_at"],
-        first_sent_at=row["first_sent_at"],
-        first_sent_venue_ms=row["first_sent_venue_ms"],
-        last_sent_at=row["last_sent_at"],
-        finished_at=row["finished_at"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
-    )
+    return intent_from_row(row, lambda value: value)  # asyncpg returns aware datetimes
 
 
 def _state(intent: Intent) -> list[object]:

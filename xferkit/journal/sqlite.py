@@ -24,10 +24,10 @@ from .._models import TransferStatus
 from ._base import (
     Claim,
     Intent,
-    StoredError,
     decide_claim,
     decide_save,
     from_timestamp,
+    intent_from_row,
     to_timestamp,
 )
 
@@ -95,28 +95,7 @@ def _row(intent: Intent) -> tuple[object, ...]:
 
 
 def _intent(row: sqlite3.Row) -> Intent:
-    created_at = from_timestamp(row["created_at"])
-    assert created_at is not None  # noqa: S101 - NOT NULL column
-    return Intent(
-        key=row["key"],
-        venue=row["venue"],
-        fingerprint=row["fingerprint"],
-        params=row["params"],
-        token=row["token"],
-        body=row["body"],
-        status=TransferStatus(row["status"]),
-        attempts=row["attempts"],
-        transfer_id=row["transfer_id"],
-        error=StoredError.from_json(row["error"]) if row["error"] else None,
-        ledger_ref=row["ledger_ref"],
-        created_at=created_at,
-        first_sent_at=from_timestamp(row["first_sent_at"]),
-        first_sent_venue_ms=row["first_sent_venue_ms"],
-        last_sent_at=from_timestamp(row["last_sent_at"]),
-        finished_at=from_timestamp(row["finished_at"]),
-        lease_owner=row["lease_owner"],
-        lease_expires_at=from_timestamp(row["lease_expires_at"]),
-    )
+    return intent_from_row(row, from_timestamp)  # type: ignore[arg-type] # Row is a Mapping
 
 
 class SqliteJournal:

@@ -12,13 +12,13 @@ import json
 import os
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from .._exceptions import InvalidRequestError
+from .._exceptions import InvalidRequestError, RateLimitError
 from .._http import HttpRequest, HttpResponse
-from .._outcomes import Outcome
+from .._outcomes import Ambiguous, NotProcessed, Outcome
 from .._validation import amount_text
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "TransferSpec",
     "Venue",
     "env_credential",
+    "http_triage",
     "strip_base_url",
 ]
 
@@ -40,6 +41,26 @@ class AmbiguityPolicy(enum.Enum):
     """The venue de-duplicates on a key we send (XT ``bizId``): resend the same body."""
     RECONCILE = "reconcile"
     """No server-side key (HTX): never blindly resend; look for the transfer first."""
+
+
+def http_triage(response: HttpResponse, venue: str) -> dict[str, Any] | Outcome:
+    """What both venues read the same way before their envelopes: 429, 5xx and non-JSON.
+
+    Returns the decoded JSON object, or the outcome when the answer never got that far.
+    """
+    status = response.status
+    if status == 429:
+        error = RateLimitError("rate limited", venue=venue, http_status=status)
+        return NotProcessed(error=error, retry_after=response.retry_after())
+    if status >= 500:
+        return Ambiguous(reason=f"HTTP {status}", retry_after=response.retry_after())
+    try:
+        envelope = response.json()
+    except ValueError:
+        return Ambiguous(reason=f"HTTP {status} with a body that is not JSON")
+    if not isinstance(envelope, dict):
+        return Ambiguous(reason=f"HTTP {status} with an unexpected JSON body")
+    return envelope
 
 
 def env_credential(name: str) -> str:

@@ -38,6 +38,7 @@ from ._base import (
     LedgerRow,
     TransferSpec,
     env_credential,
+    http_triage,
     strip_base_url,
 )
 
@@ -359,18 +360,10 @@ class HTX:
 
     def classify_transfer(self, response: HttpResponse) -> Outcome:
         """Sort an answer to the transfer POST per the HTX table (shared/venues/htx.md)."""
-        status = response.status
-        if status == 429:
-            error = RateLimitError("rate limited", venue=self.name, http_status=status)
-            return NotProcessed(error=error, retry_after=response.retry_after())
-        if status >= 500:
-            return Ambiguous(reason=f"HTTP {status}", retry_after=response.retry_after())
-        try:
-            envelope = response.json()
-        except ValueError:
-            return Ambiguous(reason=f"HTTP {status} with a body that is not JSON")
+        envelope = http_triage(response, self.name)
         if not isinstance(envelope, dict):
-            return Ambiguous(reason=f"HTTP {status} with an unexpected JSON body")
+            return envelope
+        status = response.status
         if "success" in envelope or "code" in envelope:
             success = str(envelope.get("success")).lower() == "true"
             code = str(envelope.get("code"))

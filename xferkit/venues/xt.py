@@ -22,14 +22,13 @@ from .._exceptions import (
     InsufficientBalanceError,
     InvalidRequestError,
     PermissionDeniedError,
-    RateLimitError,
     TransferRejectedError,
     VenueError,
 )
 from .._http import HttpRequest, HttpResponse
 from .._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from .._validation import amount_text, normalize_amount, normalize_currency
-from ._base import AmbiguityPolicy, TransferSpec, env_credential, strip_base_url
+from ._base import AmbiguityPolicy, TransferSpec, env_credential, http_triage, strip_base_url
 
 __all__ = ["DEFAULT_XT_BASE_URL", "XT", "classify_code", "sign"]
 
@@ -272,18 +271,10 @@ class XT:
 
     def classify_transfer(self, response: HttpResponse) -> Outcome:
         """Sort an answer to the transfer POST per the XT table (shared/venues/xt.md)."""
-        status = response.status
-        if status == 429:
-            error = RateLimitError("rate limited", venue=self.name, http_status=status)
-            return NotProcessed(error=error, retry_after=response.retry_after())
-        if status >= 500:
-            return Ambiguous(reason=f"HTTP {status}", retry_after=response.retry_after())
-        try:
-            envelope = response.json()
-        except ValueError:
-            return Ambiguous(reason=f"HTTP {status} with a body that is not JSON")
+        envelope = http_triage(response, self.name)
         if not isinstance(envelope, dict):
-            return Ambiguous(reason=f"HTTP {status} with an unexpected JSON body")
+            return envelope
+        status = response.status
         rc, code = str(envelope.get("rc")), envelope.get("mc")
         if rc == "0" and code == "SUCCESS" and status == 200:
             result = envelope.get("result")
