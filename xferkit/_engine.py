@@ -301,6 +301,7 @@ class Engine:
                             progress.intent,
                             spec,
                             owner=owner,
+                            lease_seconds=self._lease_seconds,
                             deadline_at=deadline_at,
                         )
                         _log.info(

@@ -18,7 +18,7 @@ import attrs
 from ._clock import Clock, ServerClock
 from ._http import HttpRequest, HttpResponse
 from ._transport import SendError, Transport
-from .journal._base import Intent, Journal
+from .journal._base import Intent, Journal, LeaseLostError
 from .venues._base import LedgerRow, LedgerVenue, TransferSpec
 
 LEDGER_MAX_WINDOW_MS = 10 * 24 * 3600 * 1000  # one ledger query spans at most 10 days
@@ -66,9 +66,14 @@ class Reconciler:
         spec: TransferSpec,
         *,
         owner: str,
+        lease_seconds: float,
         deadline_at: float | None,
     ) -> Found | Absent | Unclear:
-        """Settle whether ``intent`` executed, claiming its ledger row if it did."""
+        """Settle whether ``intent`` executed, claiming its ledger row if it did.
+
+        Raises:
+            LeaseLostError: another worker took the intent over; this one must not decide.
+        """
         if intent.ledger_ref is not None:
             return Found(intent.ledger_ref)  # claimed before a crash or a cancellation
         if not venue.can_reconcile(spec):
@@ -82,6 +87,9 @@ class Reconciler:
         if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
             return Unclear("the deadline ends before the venue's settle window")
         await self._clock.sleep(wait)
+        # Still ours? The wait can outlast the lease; renewing it fails (LeaseLostError) if
+        # another worker took the intent over meanwhile, and then it is that worker's to settle.
+        await self._journal.save(intent, owner=owner, lease_seconds=lease_seconds)
         # The ledger is in the venue's time. Measure it afresh: its offset may have moved since
         # the send, and a stale offset could end the search before the transfer's row.
         try:
@@ -116,10 +124,16 @@ class Reconciler:
             match = venue.ledger_matches(row, spec)
             if match is None:
                 undecidable = True
-            elif match and await self._journal.claim_ledger_ref(
-                intent.key, owner=owner, ref=row.transact_id
-            ):
-                return Found(row.transact_id)
+            elif match:
+                if await self._journal.claim_ledger_ref(
+                    intent.key, owner=owner, ref=row.transact_id
+                ):
+                    return Found(row.transact_id)
+                # Refused: another intent owns the row, or we lost our lease. Only the first
+                # means "keep looking"; reading the second as "absent" could cause a resend.
+                stored = await self._journal.get(intent.key)
+                if stored is None or stored.lease_owner != owner:
+                    raise LeaseLostError(f"intent {intent.key!r} was taken over by another worker")
         if undecidable:
             return Unclear("a ledger row matches but carries no transfer type")
         return Absent()

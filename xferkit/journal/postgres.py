@@ -91,6 +91,22 @@ def _state(intent: Intent) -> list[object]:
     ]
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """Everything asyncpg raises for a failed database call, so callers only see JournalError.
+
+    ``InternalClientError`` comes from reusing a pooled connection the server just dropped.
+    """
+    import asyncpg  # noqa: PLC0415
+
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    )
+
+
 class PostgresJournal:
     """A durable journal shared by any number of processes through PostgreSQL.
 
@@ -129,14 +145,13 @@ class PostgresJournal:
 
     async def _run(self, fn: Callable[[Any], Awaitable[_T]]) -> _T:
         """Run ``fn(connection)``, turning every database failure into `JournalError`."""
-        import asyncpg  # noqa: PLC0415 - optional dependency, imported when used
 
         if self._pool is None:
             raise JournalError(f"{self!r} is not open")
         try:
             async with self._pool.acquire(timeout=self._connect_timeout) as connection:
                 return await fn(connection)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except _database_errors() as exc:
             raise JournalError(f"journal {self.schema} failed: {exc}") from exc
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -164,7 +179,7 @@ class PostgresJournal:
                 max_size=self._max_size,
                 timeout=self._connect_timeout,
             )
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except _database_errors() as exc:
             raise JournalError(f"cannot reach the journal database: {exc}") from exc
 
         async def migrate(connection: Any) -> None:
@@ -197,7 +212,10 @@ class PostgresJournal:
         pool, self._pool = self._pool, None
         if pool is not None:
             with anyio.CancelScope(shield=True):
-                await pool.close()
+                try:
+                    await pool.close()
+                except _database_errors():
+                    pool.terminate()  # the server is gone: drop the connections outright
 
     # -- the contract -----------------------------------------------------------------------
 
