@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -35,3 +37,11 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site; warnings fail the build."""
     session.install("-e", ".[dev]")
     session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run every benchmark script in benchmarks/ (figures, not pass/fail)."""
+    session.install("-e", ".[dev]")
+    for script in sorted(Path("benchmarks").glob("*.py")):
+        session.run("python", str(script), *session.posargs)

@@ -1,0 +1,1 @@
+"""Fleet tests: several real processes share one PostgreSQL journal against loopback fakes."""
