@@ -26,7 +26,7 @@ from ._exceptions import (
     XferError,
 )
 from ._models import Receipt, TransferRequest, TransferStatus
-from ._retry import RetryPolicy
+from ._retry import RetryBudget, RetryPolicy
 from .journal import Journal, MemoryJournal, PostgresJournal, SqliteJournal
 from .venues.htx import HTX
 from .venues.xt import XT
@@ -50,6 +50,7 @@ __all__ = [
     "PostgresJournal",
     "RateLimitError",
     "Receipt",
+    "RetryBudget",
     "RetryPolicy",
     "SqliteJournal",
     "SystemClock",

@@ -27,7 +27,7 @@ from ._exceptions import (
 )
 from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
-from ._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._transport import HttpClient, Transport
 from ._validation import check_key
 from .journal import DEFAULT_JOURNAL_PATH, Journal, PostgresJournal, SqliteJournal
@@ -72,6 +72,12 @@ async def _each(
             await anyio.lowlevel.checkpoint()  # a long plain list must not starve the loop
 
 
+class _Default(enum.Enum):
+    """The sentinel for "the client's default" where ``None`` means "none"."""
+
+    BUDGET = "budget"
+
+
 class _State(enum.Enum):
     UNOPENED = "unopened"
     OPEN = "open"
@@ -110,6 +116,8 @@ class Client:
         clock: the source of time and sleep (tests pass a virtual clock).
         rng: randomness for backoff jitter and generated keys.
         lease_seconds: how long a worker's claim on an intent lasts without renewal.
+        retry_budget: the client-wide retry allowance (a `RetryBudget` token bucket, shared
+            by every transfer of this client); ``None`` for none.
     """
 
     def __init__(
@@ -122,6 +130,7 @@ class Client:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        retry_budget: RetryBudget | _Default | None = _Default.BUDGET,
     ) -> None:
         if not venues:
             raise InvalidRequestError("pass at least one venue, e.g. Client(XT(key, secret))")
@@ -150,6 +159,7 @@ class Client:
         self._clock = clock
         self._rng = rng or random.Random()
         self._lease_seconds = lease_seconds
+        self._budget = RetryBudget() if retry_budget is _Default.BUDGET else retry_budget
         self._state = _State.UNOPENED
         self._transport: Transport | None = None
         self._engine: Engine | None = None
@@ -181,6 +191,7 @@ class Client:
             policy=self._policy,
             timeout=self._timeout,
             lease_seconds=self._lease_seconds,
+            budget=self._budget,
         )
         for name, venue in self._venues.items():
             self._runtimes[name] = VenueRuntime(

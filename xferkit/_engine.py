@@ -31,6 +31,7 @@ from ._clock import Clock, ServerClock
 from ._exceptions import (
     IdempotencyConflictError,
     JournalError,
+    RateLimitError,
     TransferOutcomeUnknownError,
     VenueError,
     VenueUnavailableError,
@@ -39,7 +40,7 @@ from ._models import Receipt, TransferStatus
 from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
-from ._retry import RetryPolicy, backoff_wait, deadline_stop
+from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal, StoredError
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue
@@ -82,6 +83,7 @@ class _Progress:
     intent: Intent
     maybe_executed: bool
     sent_this_call: int = 0
+    budget_spent: int = 0
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -130,8 +132,10 @@ class Engine:
         policy: RetryPolicy,
         timeout: float,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        budget: RetryBudget | None = None,
     ) -> None:
         self._journal = journal
+        self._budget = budget
         self._transport = transport
         self._clock = clock
         self._rng = rng
@@ -370,6 +374,7 @@ class Engine:
             stop=(
                 tenacity.stop_after_attempt(self._policy.max_attempts - progress.sent_this_call)
                 | deadline_stop(self._clock, deadline_at)
+                | self._budget_stop(progress)  # last: spends only when the retry will happen
             ),
             wait=backoff_wait(self._policy, self._rng, retry_after),
             retry=tenacity.retry_if_exception_type(_Retry),  # never cancellation, never bugs
@@ -381,6 +386,29 @@ class Engine:
             error = exc.last_attempt.exception()
             assert isinstance(error, _Retry)  # noqa: S101 - only _Retry is retried
             return _Exhausted(error.outcome)
+
+    def _budget_stop(self, progress: _Progress) -> tenacity.stop.stop_base:
+        """Stop retrying when the client-wide retry budget cannot pay for one more retry."""
+        budget = self._budget
+
+        class _StopWhenBroke(tenacity.stop.stop_base):
+            def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+                if budget is None:
+                    return False
+                error = retry_state.outcome.exception() if retry_state.outcome else None
+                ambiguous = isinstance(error, _Retry) and isinstance(error.outcome, Ambiguous)
+                cost = budget.ambiguous_cost if ambiguous else budget.retry_cost
+                if not budget.try_spend(cost):
+                    _log.warning(
+                        "transfer %s on %s: retry budget exhausted; not retrying",
+                        progress.intent.key,
+                        progress.intent.venue,
+                    )
+                    return True
+                progress.budget_spent += cost
+                return False
+
+        return _StopWhenBroke()
 
     async def _attempt(
         self,
@@ -425,6 +453,11 @@ class Engine:
             )
         else:
             outcome = venue.classify_transfer(response)
+            if isinstance(outcome, NotProcessed) and isinstance(outcome.error, RateLimitError):
+                runtime.limiter.throttled(outcome.retry_after)
+            pause = venue.quota_pause(response)
+            if pause is not None:
+                runtime.limiter.pause_until(pause)
         self._log_attempt(progress.intent, outcome)
         if isinstance(outcome, NotProcessed):
             if outcome.resync_clock:
@@ -470,6 +503,9 @@ class Engine:
         if isinstance(outcome, Duplicate):
             outcome = self._judge_duplicate(outcome, progress, venue)
         if isinstance(outcome, Succeeded):
+            if self._budget is not None:
+                # As in AWS standard mode: retries that ended in success cost nothing.
+                self._budget.refund(progress.budget_spent or self._budget.success_refund)
             final = attrs.evolve(
                 intent,
                 status=TransferStatus.SUCCEEDED,

@@ -1,8 +1,12 @@
-"""Client-side rate limiting: one limiter per venue and endpoint.
+"""Client-side rate limiting: one limiter per venue and endpoint, adaptive on 429.
 
 A virtual-scheduling token bucket (GCRA) with a burst of one: request *n* may start no earlier
-than ``1/rate`` seconds after request *n-1*'s slot. Hand-written because the state is two
+than ``1/rate`` seconds after request *n-1*'s slot. Hand-written because the state is a few
 numbers and it must run on the injected clock (rate-limit libraries sleep on the real one).
+
+Adaptive (AIMD): a 429 halves the allowed rate (down to a floor) and holds every caller back
+for the venue's ``Retry-After``; each second without a 429 then restores a tenth of the
+configured rate, so the limiter finds the venue's real ceiling and climbs back when it lifts.
 """
 
 from __future__ import annotations
@@ -11,24 +15,59 @@ from ._clock import Clock
 
 __all__ = ["RateLimiter"]
 
+_DECREASE = 0.5  # multiplicative decrease on a 429
+_RECOVERY_PER_SECOND = 0.1  # share of the configured rate regained per 429-free second
+_FLOOR = 0.05  # never below 5% of the configured rate
+
 
 class RateLimiter:
     """Spaces calls to `acquire` at most ``rate`` per second, in arrival order."""
 
     def __init__(self, rate: float, clock: Clock) -> None:
-        self._interval = 1.0 / rate
+        self._configured = rate
+        self._rate = rate
         self._clock = clock
         self._next_slot = float("-inf")
+        self._last_change = clock.monotonic()
 
     @property
     def rate(self) -> float:
-        """Allowed requests per second."""
-        return 1.0 / self._interval
+        """The rate allowed right now (below the configured one after a 429)."""
+        self._recover()
+        return self._rate
+
+    @property
+    def configured_rate(self) -> float:
+        """The ceiling given by the venue's ``rate_limit``."""
+        return self._configured
 
     async def acquire(self) -> None:
         """Wait for this caller's slot. A cancelled waiter's slot is simply skipped."""
+        self._recover()
         now = self._clock.monotonic()
         slot = max(now, self._next_slot)
-        self._next_slot = slot + self._interval
+        self._next_slot = slot + 1.0 / self._rate
         if slot > now:
             await self._clock.sleep(slot - now)
+
+    def throttled(self, retry_after: float | None) -> None:
+        """The venue answered 429: slow down, and wait out its ``Retry-After`` if given."""
+        now = self._clock.monotonic()
+        self._rate = max(self._configured * _FLOOR, self._rate * _DECREASE)
+        pause = retry_after if retry_after is not None else 1.0 / self._rate
+        self._next_slot = max(self._next_slot, now + pause)
+        self._last_change = now + pause  # quiet seconds count from the end of the hold-off
+
+    def pause_until(self, seconds_from_now: float) -> None:
+        """The venue says its quota is spent for now: start nothing before it refills."""
+        self._next_slot = max(self._next_slot, self._clock.monotonic() + seconds_from_now)
+
+    def _recover(self) -> None:
+        if self._rate >= self._configured:
+            return
+        now = self._clock.monotonic()
+        elapsed = now - self._last_change
+        if elapsed >= 1.0:
+            regained = self._configured * _RECOVERY_PER_SECOND * int(elapsed)
+            self._rate = min(self._configured, self._rate + regained)
+            self._last_change = now

@@ -17,7 +17,13 @@ import tenacity
 from ._clock import Clock
 from ._exceptions import InvalidRequestError
 
-__all__ = ["DEFAULT_RETRY_POLICY", "RetryPolicy", "backoff_delay", "deadline_stop"]
+__all__ = [
+    "DEFAULT_RETRY_POLICY",
+    "RetryBudget",
+    "RetryPolicy",
+    "backoff_delay",
+    "deadline_stop",
+]
 
 
 def _positive(_: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
@@ -96,3 +102,46 @@ def deadline_stop(clock: Clock, deadline_at: float | None) -> tenacity.stop.stop
             return clock.monotonic() + upcoming >= deadline_at
 
     return _StopAtDeadline()
+
+
+@attrs.define
+class RetryBudget:
+    """A client-wide allowance of retries, so an outage does not become a retry storm.
+
+    A token bucket as in the AWS SDKs' "standard" retry mode: every retry spends tokens (a
+    retry after an ambiguous answer, usually a timeout, spends more); a transfer that succeeds
+    gets its retries' tokens back (one token when it needed none). With the bucket empty, a
+    call stops retrying: its transfer ends ``UNKNOWN`` (settled later by ``resume()``) or, if
+    nothing was processed, with the error.
+
+    Attributes:
+        capacity: tokens when full.
+        retry_cost: tokens one retry after a provably-unprocessed answer spends.
+        ambiguous_cost: tokens one retry after an ambiguous answer spends.
+        success_refund: tokens a successful transfer returns.
+    """
+
+    capacity: int = attrs.field(default=500)
+    retry_cost: int = attrs.field(default=5)
+    ambiguous_cost: int = attrs.field(default=10)
+    success_refund: int = attrs.field(default=1)
+    tokens: float = attrs.field(init=False)
+
+    @capacity.validator
+    def _check_capacity(self, _: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidRequestError(f"capacity must be an int >= 1, not {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        self.tokens = self.capacity
+
+    def try_spend(self, cost: int) -> bool:
+        """Take ``cost`` tokens for one retry; ``False`` (and nothing taken) if short."""
+        if self.tokens < cost:
+            return False
+        self.tokens -= cost
+        return True
+
+    def refund(self, tokens: int) -> None:
+        """A transfer succeeded: return ``tokens`` (its retries' cost, or the success refund)."""
+        self.tokens = min(self.capacity, self.tokens + tokens)

@@ -164,6 +164,9 @@ class Venue(Protocol):
     def classify_transfer(self, response: HttpResponse) -> Outcome:
         """Sort the venue's answer into an outcome class per the venue's code table."""
 
+    def quota_pause(self, response: HttpResponse) -> float | None:
+        """Seconds to hold all requests back when the venue says its quota is spent."""
+
     def time_request(self) -> HttpRequest:
         """The unsigned request for the venue's server time."""
 

@@ -13,6 +13,7 @@ import hmac
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -380,6 +381,22 @@ class HTX:
             message = str(envelope.get("err-msg") or code)
             return classify_code(code, message, http_status=status)
         return Ambiguous(reason=f"HTTP {status} with an unrecognised envelope")
+
+    def quota_pause(self, response: HttpResponse) -> float | None:
+        """Hold back until the quota window ends when ``X-HB-RateLimit-Requests-Remain`` is 0.
+
+        ``...-Expire`` is read as a Unix time in ms when it looks like one, else as ms from now
+        (HTX does not say which); the pause is capped at a minute.
+        """
+        if response.headers.get("x-hb-ratelimit-requests-remain", "").strip() != "0":
+            return None
+        try:
+            expire = float(response.headers.get("x-hb-ratelimit-requests-expire", "1000"))
+        except ValueError:
+            expire = 1000.0
+        if expire > 1e11:  # an epoch in ms: relative to the answer's own Date is unknown here
+            expire = max(0.0, expire - time.time() * 1000)
+        return min(max(expire / 1000, 0.0), 60.0)
 
     def time_request(self) -> HttpRequest:
         """The unsigned server-time request."""

@@ -287,6 +287,11 @@ class XT:
         message = _message(envelope) or code
         return classify_code(code, message, http_status=status)
 
+    def quota_pause(self, response: HttpResponse) -> float | None:
+        """XT documents no quota headers: its 429s drive the limiter instead."""
+        del response
+        return None
+
     def time_request(self) -> HttpRequest:
         """The unsigned server-time request."""
         return HttpRequest(method="GET", url=self.base_url + TIME_PATH)

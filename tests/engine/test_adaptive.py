@@ -1,0 +1,119 @@
+"""Adaptive rate limiting and the retry budget: back off on 429s, no retry storms."""
+
+from __future__ import annotations
+
+import itertools
+
+import anyio
+import pytest
+
+import xferkit
+from xferkit._http import HttpResponse
+from xferkit._ratelimit import RateLimiter
+from xferkit.testing import FakeXT, Fault, FaultPlan, VirtualClock
+
+from .conftest import MakeClient, transfer_args
+
+
+async def test_a_429_halves_the_rate_and_waits_out_retry_after(clock: VirtualClock) -> None:
+    """After throttled(2.0) nothing starts for 2 s, then requests are spaced at half the rate."""
+    limiter = RateLimiter(10.0, clock)
+    await limiter.acquire()
+    limiter.throttled(2.0)
+    assert limiter.rate == 5.0
+    start = clock.monotonic()
+    await limiter.acquire()
+    await limiter.acquire()
+    assert clock.monotonic() - start >= 2.0 + 1 / 5.0 - 1e-9
+
+
+async def test_the_rate_recovers_and_never_falls_below_the_floor(clock: VirtualClock) -> None:
+    """Repeated 429s stop at 5% of the rate; quiet seconds bring it back to the ceiling."""
+    limiter = RateLimiter(10.0, clock)
+    for _ in range(20):
+        limiter.throttled(None)
+    assert limiter.rate == pytest.approx(0.5)
+    clock.advance(30)
+    assert limiter.rate == 10.0
+
+
+async def test_a_quota_pause_holds_every_caller(clock: VirtualClock) -> None:
+    """pause_until(3) keeps the next request from starting for 3 s."""
+    limiter = RateLimiter(100.0, clock)
+    limiter.pause_until(3.0)
+    start = clock.monotonic()
+    await limiter.acquire()
+    assert clock.monotonic() - start >= 3.0
+
+
+def test_the_budget_spends_and_refunds_up_to_capacity() -> None:
+    """Retries spend tokens, successes refund them, and the bucket never overflows."""
+    budget = xferkit.RetryBudget(capacity=20, retry_cost=5, ambiguous_cost=10)
+    assert budget.try_spend(10)
+    assert budget.try_spend(10)
+    assert not budget.try_spend(5)
+    budget.refund(15)
+    assert budget.tokens == 15
+    budget.refund(100)
+    assert budget.tokens == 20
+    with pytest.raises(xferkit.InvalidRequestError):
+        xferkit.RetryBudget(capacity=0)
+
+
+async def test_an_outage_cannot_become_a_retry_storm(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan
+) -> None:
+    """With every request failing, total requests stay within one each plus what the budget
+    allows, instead of one per attempt for every transfer."""
+    plan.rate = 1.0
+    plan.kinds = (Fault.ERROR_5XX_BEFORE,)
+    budget = xferkit.RetryBudget(capacity=50, ambiguous_cost=10)
+    outcomes: list[Exception] = []
+    async with make_client(retry_budget=budget) as client:
+
+        async def one(n: int) -> None:
+            try:
+                await client.transfer("xt", **transfer_args(), key=f"outage-{n}")
+            except xferkit.TransferOutcomeUnknownError as exc:
+                outcomes.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(40):
+                tg.start_soon(one, n)
+    posts = [r for r in fake_xt.requests if r.request.path == "/v4/balance/transfer"]
+    assert len(outcomes) == 40  # each one reported, settled later by resume()
+    assert len(posts) <= 40 + 50 // 10
+    assert budget.tokens < 10
+
+
+async def test_after_a_429_requests_are_spaced_wider(
+    make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, xt: xferkit.XT
+) -> None:
+    """A venue 429 slows this client's later requests to the venue (on the virtual clock)."""
+    plan.force(Fault.RATE_LIMIT)
+    slow_xt = xferkit.XT(xt.api_key, xt.secret, rate_limit=10.0)
+    async with make_client() as client:
+        client._runtimes["xt"].venue = slow_xt  # the venue's own 10/s ceiling
+        client._runtimes["xt"].limiter = RateLimiter(10.0, client._clock)
+        for n in range(4):
+            await client.transfer("xt", **transfer_args(), key=f"spaced-{n}")
+    times = [r.clock_time for r in fake_xt.requests if r.request.path == "/v4/balance/transfer"]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert gaps[0] >= 1.0  # the 429's Retry-After
+    assert all(gap >= 0.2 - 1e-6 for gap in gaps[1:]), gaps  # half of 10/s
+
+
+def test_htx_quota_headers_pause_until_the_window_ends() -> None:
+    """Remain 0 with an expiry gives a pause; anything else, none."""
+    htx = xferkit.HTX("k", "s")
+    spent = HttpResponse(
+        status=200,
+        headers={
+            "x-hb-ratelimit-requests-remain": "0",
+            "x-hb-ratelimit-requests-expire": "1500",
+        },
+    )
+    assert htx.quota_pause(spent) == 1.5
+    assert htx.quota_pause(HttpResponse(status=200, headers={})) is None
+    left = HttpResponse(status=200, headers={"x-hb-ratelimit-requests-remain": "3"})
+    assert htx.quota_pause(left) is None
