@@ -29,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "existing_journal",
     "journal_option",
+    "journal_to_write",
     "require_journal",
     "run_async",
 ]
@@ -86,17 +87,33 @@ def journal_option(*, inherited: bool = False) -> Callable[[_F], _F]:
     )
 
 
+def _sqlite_path(path: Path) -> Path:
+    if path.parts and path.parts[0] in ("postgresql:", "postgres:"):
+        raise CliError("the command line reads SQLite journals only; pass the journal's file")
+    return path.expanduser()
+
+
 def require_journal(path: Path) -> Path:
     """Return the expanded path of an existing journal, or fail with exit code 2.
 
     Checked before opening because opening a SQLite journal creates it: a mistyped path must
     not read as an empty journal (for ``resume``, as "nothing left to settle").
     """
-    if path.parts and path.parts[0] in ("postgresql:", "postgres:"):
-        raise CliError("the command line reads SQLite journals only; pass the journal's file")
-    expanded = path.expanduser()
+    expanded = _sqlite_path(path)
     if not expanded.is_file():
         raise CliError(f"no journal at {expanded}")
+    return expanded
+
+
+def journal_to_write(path: Path) -> Path:
+    """Return the expanded path of a journal that commands recording new intents may create.
+
+    ``transfer`` and ``batch`` create the journal (and its directory) if it is missing: they
+    record intents rather than read old ones, so a new file is not a silent empty answer.
+    """
+    expanded = _sqlite_path(path)
+    if expanded.is_dir():
+        raise CliError(f"{expanded} is a directory; pass the journal's file")
     return expanded
 
 

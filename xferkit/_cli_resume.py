@@ -8,7 +8,7 @@ credentials, or driven by another worker), 2 when the run could not start.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
@@ -32,37 +32,14 @@ from ._cli_format import (
     status_counts,
     transfer_table,
 )
+from ._cli_venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
 from ._client import Client
-from ._exceptions import InvalidRequestError
 from ._models import Receipt
 from .journal import Intent
 from .venues.htx import HTX
 from .venues.xt import XT
 
 __all__ = ["VENUE_ENV", "VenueEnv", "build_venues", "resume"]
-
-
-@attrs.frozen(kw_only=True)
-class VenueEnv:
-    """Which environment variables configure a venue, and how to build it from them."""
-
-    name: str
-    credentials: tuple[str, str]
-    build: Callable[[str | None], XT | HTX]
-
-
-VENUE_ENV = (
-    VenueEnv(
-        name="xt",
-        credentials=("XFERKIT_XT_API_KEY", "XFERKIT_XT_SECRET"),
-        build=lambda url: XT.from_env(base_url=url),
-    ),
-    VenueEnv(
-        name="htx",
-        credentials=("XFERKIT_HTX_ACCESS_KEY", "XFERKIT_HTX_SECRET"),
-        build=lambda url: HTX.from_env(base_url=url),
-    ),
-)
 
 
 def build_venues(names: Sequence[str], base_urls: dict[str, str | None]) -> list[XT | HTX]:
@@ -76,32 +53,13 @@ def build_venues(names: Sequence[str], base_urls: dict[str, str | None]) -> list
     if not wanted:
         wanted = {v.name for v in VENUE_ENV if any(os.environ.get(c) for c in v.credentials)}
     if not wanted:
-        pairs = ", or ".join(" and ".join(v.credentials) for v in VENUE_ENV)
+        pairs = ", or ".join(v.needs for v in VENUE_ENV)
         raise CliError(f"no venue credentials in the environment: set {pairs}")
-    venues: list[XT | HTX] = []
-    for env in VENUE_ENV:
-        if env.name not in wanted:
-            continue
-        missing = [c for c in env.credentials if not os.environ.get(c)]
-        if missing:
-            noun = "variable" if len(missing) == 1 else "variables"
-            verb = "is" if len(missing) == 1 else "are"
-            raise CliError(
-                f"{env.name}: environment {noun} {' and '.join(missing)} {verb} not set "
-                f"(resuming {env.name} intents needs {' and '.join(env.credentials)})"
-            )
-        try:
-            venues.append(env.build(base_urls.get(env.name)))
-        except InvalidRequestError as exc:
-            raise CliError(f"{env.name}: {exc}") from exc
-    return venues
-
-
-def _base_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Refuse a base URL without a scheme here, rather than as a send error per intent."""
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise click.BadParameter(f"{value!r} must start with http:// or https://", ctx, param)
-    return value
+    return [
+        venue_from_env(env, base_urls.get(env.name), purpose=f"resuming {env.name} intents")
+        for env in VENUE_ENV
+        if env.name in wanted
+    ]
 
 
 @attrs.frozen(kw_only=True)
@@ -122,14 +80,14 @@ class _Outcome:
 )
 @click.option(
     "--xt-base-url",
-    callback=_base_url,
+    callback=check_base_url,
     metavar="URL",
     help="XT's API host, e.g. a proxy or a simulated venue "
     "[default: $XFERKIT_XT_BASE_URL, else https://sapi.xt.com].",
 )
 @click.option(
     "--htx-base-url",
-    callback=_base_url,
+    callback=check_base_url,
     metavar="URL",
     help="HTX's API host [default: $XFERKIT_HTX_BASE_URL, else https://api.huobi.pro].",
 )

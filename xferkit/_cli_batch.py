@@ -1,0 +1,321 @@
+"""``xferkit batch PLAN``: a plan of keyed transfers through ``Client.transfer_many``.
+
+Every row has an idempotency key, so running a plan again is safe: finished keys come back
+from the journal without a request (``replayed``), and unfinished ones continue where they
+stopped. Exit status: 0 when every row SUCCEEDED, 1 when any was refused or is unknown (or
+was not sent), 2 when the plan could not be run (a bad row, with its line number, before
+anything is sent).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import attrs
+import click
+from rich.table import Table
+from rich.text import Text
+
+from ._cli_common import (
+    EXIT_OK,
+    EXIT_UNRESOLVED,
+    journal_option,
+    journal_to_write,
+    run_async,
+)
+from ._cli_format import make_console
+from ._cli_outcome import ERROR, FAILED, SUCCEEDED, UNKNOWN, Outcome
+from ._cli_plan import FORMATS, PlanReader, PlanRow, plan_format
+from ._cli_progress import progress_bar
+from ._cli_venues import check_base_url
+from ._client import Client
+from ._exceptions import TransferOutcomeUnknownError, VenueError, XferError
+from ._models import Receipt, TransferRequest
+from ._validation import amount_text
+
+__all__ = ["SHOWN_PROBLEMS", "Tally", "batch"]
+
+SHOWN_PROBLEMS = 50
+"""How many rows that did not succeed the table lists; the JSON lines list every one."""
+
+
+@attrs.define
+class Tally:
+    """Running counts of a batch; what the progress bar and the summary show."""
+
+    rows: int = 0
+    succeeded: int = 0
+    replayed: int = 0
+    failed: int = 0
+    unknown: int = 0
+    errors: int = 0
+    retries: int = 0
+    refused_by_code: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    kinds: dict[str, str] = attrs.field(factory=dict)
+    problems: list[tuple[int, Outcome]] = attrs.field(factory=list)
+
+    def add(self, line: int, outcome: Outcome) -> None:
+        """Count one row's outcome."""
+        self.rows += 1
+        self.retries += outcome.retries
+        self.replayed += outcome.replayed
+        if outcome.status == SUCCEEDED:
+            self.succeeded += 1
+            return
+        if outcome.status == FAILED:
+            self.failed += 1
+            self.refused_by_code[outcome.refusal] += 1
+            if outcome.error is not None:
+                self.kinds.setdefault(outcome.refusal, outcome.error.kind)
+        elif outcome.status == UNKNOWN:
+            self.unknown += 1
+        else:
+            self.errors += 1
+        if len(self.problems) < SHOWN_PROBLEMS:
+            self.problems.append((line, outcome))
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every row succeeded, else 1."""
+        return EXIT_OK if self.succeeded == self.rows else EXIT_UNRESOLVED
+
+    def summary_json(self, *, plan: Path, journal: Path, elapsed: float) -> dict[str, object]:
+        """The final summary object of ``--json`` (docs/cli.md)."""
+        return {
+            "type": "summary",
+            "plan": str(plan),
+            "journal": str(journal),
+            "rows": self.rows,
+            "succeeded": self.succeeded,
+            "replayed": self.replayed,
+            "failed": self.failed,
+            "refused_by_code": dict(sorted(self.refused_by_code.items())),
+            "unknown": self.unknown,
+            "errors": self.errors,
+            "retries": self.retries,
+            "elapsed_seconds": round(elapsed, 3),
+            "exit_status": self.exit_status,
+        }
+
+
+@click.command("batch")
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="The plan's format [default: by extension: .csv, or .jsonl/.ndjson for JSON lines].",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=16,
+    show_default=True,
+    help="Transfers in flight at once (each venue's rate limit still applies).",
+)
+@click.option(
+    "--xt-base-url",
+    callback=check_base_url,
+    metavar="URL",
+    help="XT's API host [default: $XFERKIT_XT_BASE_URL, else https://sapi.xt.com].",
+)
+@click.option(
+    "--htx-base-url",
+    callback=check_base_url,
+    metavar="URL",
+    help="HTX's API host [default: $XFERKIT_HTX_BASE_URL, else https://api.huobi.pro].",
+)
+@journal_option()
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object per line: an outcome per row as it finishes, then a summary.",
+)
+def batch(
+    *,
+    plan: Path,
+    fmt: str | None,
+    concurrency: int,
+    xt_base_url: str | None,
+    htx_base_url: str | None,
+    journal_path: Path,
+    as_json: bool,
+) -> None:
+    """Run every transfer in PLAN (CSV or JSON lines), each exactly once, several at a time.
+
+    Columns: venue, currency, amount, from_account, to_account, key, and optionally symbol
+    and margin_account. Every row needs its own key, so running the plan again never moves
+    money twice. The whole plan is checked before anything is sent. Exit status 0 when every
+    row SUCCEEDED, 1 when any was refused or is unknown, 2 on a bad plan.
+    """
+    reader = PlanReader(
+        plan,
+        plan_format(plan, fmt.lower() if fmt else None),
+        {"xt": xt_base_url, "htx": htx_base_url},
+    )
+    total = reader.check()
+    path = journal_to_write(journal_path)
+    began = time.monotonic()
+    tally = Tally()
+    if total:
+        tally = run_async(lambda: _run(reader, path, total, concurrency, as_json=as_json))
+    elapsed = time.monotonic() - began
+    if as_json:
+        _echo_line(tally.summary_json(plan=plan, journal=path, elapsed=elapsed))
+    else:
+        _print_summary(tally, plan=plan, journal=path, elapsed=elapsed)
+    if tally.exit_status:
+        raise SystemExit(tally.exit_status)
+
+
+async def _run(
+    reader: PlanReader, journal: Path, total: int, concurrency: int, *, as_json: bool
+) -> Tally:
+    """Stream the plan into ``transfer_many`` and count (and print) outcomes as they come."""
+    tally = Tally()
+    started = datetime.now(timezone.utc)
+    # Rows sent but not yet reported, by key: at most about 2 x concurrency at any time.
+    pending: dict[str, collections.deque[PlanRow]] = {}
+
+    def requests() -> Iterator[TransferRequest]:
+        for row in reader.rows():
+            key = row.request.key
+            assert key is not None  # noqa: S101 - every plan row has a key
+            pending.setdefault(key, collections.deque()).append(row)
+            yield row.request
+
+    with progress_bar(total=total) as progress:
+        task = progress.task_ids[0]
+        async with Client(*reader.venues.values(), journal=journal) as client:
+            async for result in client.transfer_many(requests(), concurrency=concurrency):
+                key = _key_of(result)
+                if key not in pending:
+                    raise RuntimeError(f"transfer_many returned an outcome for {key!r}, not asked")
+                row = pending[key].popleft()
+                if not pending[key]:
+                    del pending[key]
+                intent = None
+                if isinstance(result, VenueError | TransferOutcomeUnknownError):
+                    intent = await client.journal.get(key)
+                outcome = Outcome.build(
+                    key=key, spec=row.spec, result=result, intent=intent, started=started
+                )
+                tally.add(row.line, outcome)
+                if as_json:
+                    _echo_line({"type": "outcome", "line": row.line, **outcome.to_json()})
+                progress.update(
+                    task,
+                    advance=1,
+                    retries=tally.retries,
+                    failed=tally.failed + tally.errors,
+                    unknown=tally.unknown,
+                )
+    return tally
+
+
+def _key_of(result: Receipt | Exception) -> str | None:
+    """The key an outcome belongs to; an exception without a request is a bug, raised here."""
+    if isinstance(result, Receipt):
+        return result.key
+    request = result.request if isinstance(result, XferError) else None
+    if request is None:
+        raise result  # not one transfer's outcome: a bug, which must not hide in a count
+    return request.key
+
+
+def _echo_line(value: object) -> None:
+    """One JSON object on one line (JSON lines), as soon as it is known."""
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def _print_summary(tally: Tally, *, plan: Path, journal: Path, elapsed: float) -> None:
+    """The summary table, the rows that did not succeed, and a line that says the exit status."""
+    console = make_console()
+    table = Table(title=Text(f"batch {plan}"), title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rate = f"{tally.rows / elapsed:.1f}/s" if elapsed > 0 else "—"
+    rows: list[tuple[str, str]] = [
+        ("rows", str(tally.rows)),
+        ("succeeded", str(tally.succeeded)),
+        ("replayed (settled before this run; nothing sent)", str(tally.replayed)),
+        ("refused by the venue (nothing moved)", str(tally.failed)),
+        *(
+            (f"  {code} ({tally.kinds.get(code, '?')})", str(count))
+            for code, count in sorted(tally.refused_by_code.items())
+        ),
+        ("unknown (may have executed)", str(tally.unknown)),
+        ("not sent (error)", str(tally.errors)),
+        ("retries", str(tally.retries)),
+        ("elapsed", f"{elapsed:.1f} s ({rate})"),
+    ]
+    for what, count in rows:
+        table.add_row(Text(what), Text(count))
+    table.caption = Text(f"journal: {journal}")
+    console.print(table)
+    if tally.problems:
+        console.print(_problem_table(tally))
+    console.print(Text(_closing_line(tally)))
+
+
+def _problem_table(tally: Tally) -> Table:
+    shown = len(tally.problems)
+    missing = tally.rows - tally.succeeded - shown
+    title = "did not succeed"
+    if missing:
+        title += f" (the first {shown} to finish; {missing} more in --json)"
+    table = Table(title=Text(title), title_justify="left")
+    table.add_column("line", justify="right")
+    table.add_column("key", overflow="fold")
+    table.add_column("venue")
+    table.add_column("state", no_wrap=True)
+    table.add_column("amount", justify="right")
+    table.add_column("why", overflow="fold")
+    styles = {FAILED: "red", UNKNOWN: "bold magenta", ERROR: "bold red"}
+    for line, outcome in sorted(tally.problems, key=lambda item: item[0]):
+        error = outcome.error
+        why = (
+            ""
+            if error is None
+            else f"{error.kind}: "
+            + (f"{error.code}: {error.message}" if error.code else error.message)
+        )
+        table.add_row(
+            Text(str(line)),
+            Text(outcome.key),
+            Text(outcome.spec.venue),
+            Text(outcome.status, style=styles.get(outcome.status, "")),
+            Text(f"{amount_text(outcome.spec.amount)} {outcome.spec.currency}"),
+            Text(why),
+        )
+    return table
+
+
+def _closing_line(tally: Tally) -> str:
+    if tally.exit_status == EXIT_OK:
+        noun = "transfer" if tally.rows == 1 else "transfers"
+        return f"all {tally.rows} {noun} SUCCEEDED ({tally.replayed} replayed); exit status 0"
+    reasons: list[str] = []
+    if tally.failed:
+        reasons.append(
+            f"{tally.failed} refused (nothing moved; their keys stay refused: "
+            "a new attempt needs a new key)"
+        )
+    if tally.unknown:
+        reasons.append(
+            f"{tally.unknown} unknown (`xferkit resume` settles them, never twice, "
+            "or run this plan again)"
+        )
+    if tally.errors:
+        reasons.append(f"{tally.errors} not sent (see the table)")
+    failing = tally.rows - tally.succeeded
+    return (
+        f"{failing} of {tally.rows} did not succeed; exit status {EXIT_UNRESOLVED}: "
+        + "; ".join(reasons)
+    )
