@@ -20,27 +20,23 @@ import anyio
 import attrs
 import click
 
-from ._cli_common import JOURNAL_ENVVAR, run_async
+from ._cli_common import JOURNAL_ENVVAR, CliError, run_async
 from ._client import DEFAULT_TIMEOUT
 from ._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
 from .testing import FakeHTX, FakeXT, FaultPlan, serve
 
 __all__ = ["sim"]
 
-_SERVED_HOST = "127.0.0.1"  # the one address xferkit.testing.serve binds
-
 
 def _loopback(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """Accept 127.0.0.1 (or ``localhost``); refuse anything else, saying why."""
+    """Accept a loopback address (or ``localhost``); refuse anything else, saying why."""
     if value.lower() == "localhost":
-        return _SERVED_HOST
+        return "127.0.0.1"
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an IP address; sim serves on loopback only ({_SERVED_HOST})",
-            ctx,
-            param,
+            f"{value!r} is not an IP address; sim serves on loopback only", ctx, param
         ) from None
     if not address.is_loopback:
         raise click.BadParameter(
@@ -49,26 +45,7 @@ def _loopback(ctx: click.Context, param: click.Parameter, value: str) -> str:
             ctx,
             param,
         )
-    if str(address) != _SERVED_HOST:
-        raise click.BadParameter(
-            f"sim serves on {_SERVED_HOST} only: xferkit.testing.serve binds that address "
-            f"(serving on {value} needs a host argument there)",
-            ctx,
-            param,
-        )
-    return _SERVED_HOST
-
-
-def _ephemeral(ctx: click.Context, param: click.Parameter, value: int) -> int:
-    """Only 0 (a free port) for now: `serve` picks its own ports."""
-    if value != 0:
-        raise click.BadParameter(
-            f"cannot bind port {value}: xferkit.testing.serve binds free ephemeral ports only "
-            "(fixed ports need a ports argument there); use 0 and read the URLs sim prints",
-            ctx,
-            param,
-        )
-    return value
+    return str(address)
 
 
 @attrs.frozen(kw_only=True)
@@ -81,7 +58,7 @@ class _Stopped:
 @click.command("sim")
 @click.option(
     "--host",
-    default=_SERVED_HOST,
+    default="127.0.0.1",
     show_default=True,
     callback=_loopback,
     help="The loopback address to serve on; any other address is refused.",
@@ -91,7 +68,6 @@ class _Stopped:
     type=click.IntRange(0, 65535),
     default=0,
     show_default=True,
-    callback=_ephemeral,
     help="XT's port; 0 picks a free one.",
 )
 @click.option(
@@ -99,7 +75,6 @@ class _Stopped:
     type=click.IntRange(0, 65535),
     default=0,
     show_default=True,
-    callback=_ephemeral,
     help="HTX's port; 0 picks a free one.",
 )
 @click.option(
@@ -117,7 +92,6 @@ def sim(host: str, xt_port: int, htx_port: int, fault_rate: float, seed: int) ->
     Prints the base URLs, the demo credentials, and export lines to paste into another shell.
     Exit status 0 when stopped by SIGINT or SIGTERM, 2 when it could not start.
     """
-    del host, xt_port, htx_port  # checked by their callbacks; serve() binds 127.0.0.1:0
     plan = FaultPlan(rate=fault_rate, seed=seed)
     fake_xt = FakeXT(api_key=DEMO_XT_API_KEY, secret=DEMO_XT_SECRET, faults=plan)
     fake_htx = FakeHTX(access_key=DEMO_HTX_ACCESS_KEY, secret=DEMO_HTX_SECRET, faults=plan)
@@ -128,14 +102,23 @@ def sim(host: str, xt_port: int, htx_port: int, fault_rate: float, seed: int) ->
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             # A slow answer is held past the command line's request timeout, so it really is
             # a timeout for the client, as on a struggling venue.
-            async with serve(fake_xt, fake_htx, slow_seconds=DEFAULT_TIMEOUT + 1) as server:
-                _announce(server.url("xt"), server.url("htx"), journal, fault_rate, seed)
-                async for signum in signals:
-                    return _Stopped(
-                        signal_name=signal.Signals(signum).name,
-                        executed={"xt": len(fake_xt.audit), "htx": len(fake_htx.audit)},
-                        faults=sum(plan.injected.values()),
-                    )
+            try:
+                async with serve(
+                    fake_xt,
+                    fake_htx,
+                    slow_seconds=DEFAULT_TIMEOUT + 1,
+                    host=host,
+                    ports={"xt": xt_port, "htx": htx_port},
+                ) as server:
+                    _announce(server.url("xt"), server.url("htx"), journal, fault_rate, seed)
+                    async for signum in signals:
+                        return _Stopped(
+                            signal_name=signal.Signals(signum).name,
+                            executed={"xt": len(fake_xt.audit), "htx": len(fake_htx.audit)},
+                            faults=sum(plan.injected.values()),
+                        )
+            except OSError as exc:  # a port in use, an address this machine lacks
+                raise CliError(f"cannot serve on {host}: {exc}") from exc
         raise AssertionError("unreachable: the signal stream does not end")  # pragma: no cover
 
     stopped = run_async(run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import anyio
@@ -186,3 +187,16 @@ async def test_outer_cancellation_stops_the_server(served: FakeXT) -> None:
             scope.cancel()
             await anyio.sleep(10)
     assert scope.cancelled_caught
+
+
+async def test_serve_binds_the_ports_and_loopback_host_asked_for() -> None:
+    """serve() listens on a requested port, and refuses a host that is not loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    fake = FakeXT(api_key="k", secret="s")
+    async with serve(fake, ports={"xt": free}) as server:
+        assert server.url("xt") == f"http://127.0.0.1:{free}"
+    with pytest.raises(ValueError, match="not a loopback address"):
+        async with serve(fake, host="10.0.0.1"):
+            pass

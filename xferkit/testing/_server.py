@@ -13,6 +13,7 @@ than a connect error. The in-process `FakeTransport` reports the exact ``Connect
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import struct
 from collections.abc import AsyncIterator, Mapping
@@ -50,14 +51,30 @@ class LoopbackServer:
 
 
 @contextlib.asynccontextmanager
-async def serve(*venues: FakeVenue, slow_seconds: float = 1.0) -> AsyncIterator[LoopbackServer]:
+async def serve(
+    *venues: FakeVenue,
+    slow_seconds: float = 1.0,
+    host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+) -> AsyncIterator[LoopbackServer]:
     """Serve ``venues`` on loopback ports until the block exits.
 
     Args:
         venues: the fake venues; each gets its own port.
         slow_seconds: how long a ``Slow`` answer is held back (a real sleep); make it longer
             than the client's timeout.
+        host: the loopback address to listen on (``127.0.0.1`` or ``::1``); anything else is
+            refused, since the fakes accept published demo credentials.
+        ports: a fixed port per venue name (``{"xt": 8101}``); the others get free ports.
+
+    Raises:
+        ValueError: ``host`` is not a loopback address.
+        OSError: a requested port cannot be bound.
     """
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"{host} is not a loopback address: fake venues serve loopback only")
+    wanted = dict(ports or {})
+    netloc = f"[{host}]" if ":" in host else host
     async with contextlib.AsyncExitStack() as listeners:
         urls: dict[str, str] = {}
         names: dict[str, str] = {}
@@ -65,10 +82,12 @@ async def serve(*venues: FakeVenue, slow_seconds: float = 1.0) -> AsyncIterator[
         for venue in venues:
             # Entered before the task group, so listeners close only after every task ended.
             listener = await listeners.enter_async_context(
-                await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+                await anyio.create_tcp_listener(
+                    local_host=host, local_port=wanted.get(venue.name, 0)
+                )
             )
             port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
-            urls[venue.host] = f"http://127.0.0.1:{port}"
+            urls[venue.host] = f"http://{netloc}:{port}"
             names[venue.name] = venue.host
             handlers.append((listener, _ConnectionHandler(venue, slow_seconds)))
         # The block's own error is caught inside the task group and raised after it, so that
