@@ -42,7 +42,7 @@ from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
-from .journal._base import Intent, Journal, StoredError
+from .journal._base import Intent, Journal, LeaseLostError, StoredError
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
@@ -189,7 +189,10 @@ class Engine:
             return self._replay(claim.intent)
         if not claim.owned:
             return None
-        return await self._drive(runtime, claim.intent, owner, self._deadline_at(None))
+        try:
+            return await self._drive(runtime, claim.intent, owner, self._deadline_at(None))
+        except LeaseLostError:
+            return None  # taken over by another worker, which settles it
 
     async def _claim_and_drive(
         self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
@@ -214,7 +217,14 @@ class Engine:
                 # ``replayed`` means the transfer was settled before this call began.
                 return self._replay(stored, replayed=not joined)
             if claim.owned:
-                return await self._drive(runtime, stored, owner, deadline_at)
+                try:
+                    return await self._drive(runtime, stored, owner, deadline_at)
+                except LeaseLostError:
+                    # Our lease lapsed and another worker took the intent over: it settles it
+                    # (resend with the same bizId, or the ledger); we wait for its answer.
+                    stored = await self._journal.get(intent.key) or stored
+                    if stored.status.is_terminal:
+                        return self._replay(stored, replayed=False)
             await self._wait_for_owner(stored, deadline_at)
             joined = True
 
@@ -262,6 +272,9 @@ class Engine:
                 )
             settled = True
             return await self._settle(runtime, progress, owner, outcome)
+        except LeaseLostError:
+            settled = True  # the intent is another worker's now: nothing of ours to record
+            raise
         except JournalError as exc:
             if progress.maybe_executed:
                 # "Nothing moved" is what JournalError promises; here it may have.
@@ -293,44 +306,66 @@ class Engine:
         assert isinstance(venue, LedgerVenue)  # noqa: S101 - RECONCILE venues read a ledger
         spec = TransferSpec.from_canonical_json(progress.intent.params)
         group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
-        async with self._group_locks.setdefault(group, anyio.Lock()):
-            if progress.intent.status is TransferStatus.PENDING:
-                await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
-            try:
-                while True:
-                    if progress.maybe_executed:
-                        found = await self._reconciler.find(
-                            venue,
-                            runtime.server_clock,
-                            progress.intent,
-                            spec,
-                            owner=owner,
-                            lease_seconds=self._lease_seconds,
-                            deadline_at=deadline_at,
-                        )
-                        _log.info(
-                            "transfer %s on %s: reconciled: %s",
-                            progress.intent.key,
-                            venue.name,
-                            found,
-                        )
-                        if isinstance(found, Found):
-                            progress.intent = attrs.evolve(
-                                progress.intent, ledger_ref=found.ledger_id
-                            )
-                            return Succeeded(found.ledger_id)
-                        if isinstance(found, Unclear):
-                            return Ambiguous(reason=found.reason)
-                        progress.maybe_executed = False  # provably absent: sending is safe
-                    if progress.sent_this_call >= self._policy.max_attempts:
-                        return _Exhausted(Ambiguous(reason="attempts exhausted"))
-                    outcome = await self._attempts(runtime, progress, owner, deadline_at)
-                    if not isinstance(outcome, Ambiguous):
-                        return outcome
-            finally:
-                # Keep the next identical transfer's ledger window clear of this one's row.
-                spacing = venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000
-                self._group_free_at[group] = self._clock.monotonic() + 2 * spacing
+        lock = self._group_locks.setdefault(group, anyio.Lock())
+        try:
+            async with lock:
+                return await self._reconciled_drive(
+                    runtime, progress, owner, deadline_at, venue=venue, spec=spec, group=group
+                )
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._group_locks.pop(group, None)  # one entry per movement would never shrink
+
+    async def _reconciled_drive(
+        self,
+        runtime: VenueRuntime,
+        progress: _Progress,
+        owner: str,
+        deadline_at: float | None,
+        *,
+        venue: LedgerVenue,
+        spec: TransferSpec,
+        group: tuple[object, ...],
+    ) -> Outcome | _Exhausted:
+        """The body of `_attempts_with_reconciliation`, under the movement's lock."""
+        if progress.intent.status is TransferStatus.PENDING:
+            await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
+        try:
+            while True:
+                if progress.maybe_executed:
+                    found = await self._reconciler.find(
+                        venue,
+                        runtime.server_clock,
+                        progress.intent,
+                        spec,
+                        owner=owner,
+                        lease_seconds=self._lease_seconds,
+                        deadline_at=deadline_at,
+                    )
+                    _log.info(
+                        "transfer %s on %s: reconciled: %s",
+                        progress.intent.key,
+                        venue.name,
+                        found,
+                    )
+                    if isinstance(found, Found):
+                        progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
+                        return Succeeded(found.ledger_id)
+                    if isinstance(found, Unclear):
+                        return Ambiguous(reason=found.reason)
+                    progress.maybe_executed = False  # provably absent: sending is safe
+                if progress.sent_this_call >= self._policy.max_attempts:
+                    return _Exhausted(Ambiguous(reason="attempts exhausted"))
+                outcome = await self._attempts(runtime, progress, owner, deadline_at)
+                if not isinstance(outcome, Ambiguous):
+                    return outcome
+        finally:
+            # Keep the next identical transfer's ledger window clear of this one's row.
+            now = self._clock.monotonic()
+            spacing = venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000
+            for past in [g for g, free_at in self._group_free_at.items() if free_at <= now]:
+                del self._group_free_at[past]
+            self._group_free_at[group] = now + 2 * spacing
 
     async def _wait_for_identical(
         self, venue: LedgerVenue, intent: Intent, spec: TransferSpec, deadline_at: float | None

@@ -11,6 +11,8 @@ configured rate, so the limiter finds the venue's real ceiling and climbs back w
 
 from __future__ import annotations
 
+import anyio
+
 from ._clock import Clock
 
 __all__ = ["RateLimiter"]
@@ -32,7 +34,12 @@ class RateLimiter:
         self._rate = self._configured
         self._clock = clock
         self._next_slot = float("-inf")
+        self._hold_until = float("-inf")
         self._last_change = clock.monotonic()
+        self._last_decrease = float("-inf")
+        # Callers take their slot at the head of this (FIFO) queue, not when they join it, so
+        # a slowdown or a hold-off reaches every caller still waiting.
+        self._queue = anyio.Lock()
 
     @property
     def rate(self) -> float:
@@ -46,25 +53,36 @@ class RateLimiter:
         return self._configured
 
     async def acquire(self) -> None:
-        """Wait for this caller's slot. A cancelled waiter's slot is simply skipped."""
-        self._recover()
-        now = self._clock.monotonic()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + 1.0 / self._rate
-        if slot > now:
-            await self._clock.sleep(slot - now)
+        """Wait for this caller's slot. A cancelled waiter takes no slot."""
+        async with self._queue:
+            self._recover()
+            slot = max(self._clock.monotonic(), self._next_slot)
+            while True:  # a hold-off may begin while we wait: honour it too
+                slot = max(slot, self._hold_until)
+                wait = slot - self._clock.monotonic()
+                if wait <= 0:
+                    break
+                await self._clock.sleep(wait)
+            # Spaced from the slot, not from when we woke, so wake-up lag does not add up.
+            self._next_slot = slot + 1.0 / self._rate
 
     def throttled(self, retry_after: float | None) -> None:
-        """The venue answered 429: slow down, and wait out its ``Retry-After`` if given."""
+        """The venue answered 429: slow down, and hold everyone for its ``Retry-After``.
+
+        Answers to requests sent before the first 429 arrive together; the rate is halved at
+        most once a second, so one episode does not drive it to the floor.
+        """
         now = self._clock.monotonic()
-        self._rate = max(self._configured * _FLOOR, self._rate * _DECREASE)
+        if now - self._last_decrease >= 1.0:
+            self._rate = max(self._configured * _FLOOR, self._rate * _DECREASE)
+            self._last_decrease = now
         pause = retry_after if retry_after is not None else 1.0 / self._rate
-        self._next_slot = max(self._next_slot, now + pause)
+        self._hold_until = max(self._hold_until, now + pause)
         self._last_change = now + pause  # quiet seconds count from the end of the hold-off
 
     def pause_until(self, seconds_from_now: float) -> None:
         """The venue says its quota is spent for now: start nothing before it refills."""
-        self._next_slot = max(self._next_slot, self._clock.monotonic() + seconds_from_now)
+        self._hold_until = max(self._hold_until, self._clock.monotonic() + seconds_from_now)
 
     def _recover(self) -> None:
         if self._rate >= self._configured:

@@ -6,6 +6,7 @@ import bisect
 import itertools
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
@@ -32,11 +33,40 @@ async def test_a_429_halves_the_rate_and_waits_out_retry_after(clock: VirtualClo
 async def test_the_rate_recovers_and_never_falls_below_the_floor(clock: VirtualClock) -> None:
     """Repeated 429s stop at 5% of the rate; quiet seconds bring it back to the ceiling."""
     limiter = RateLimiter(10.0, clock)
-    for _ in range(20):
+    for _ in range(20):  # a 429 every second
         limiter.throttled(None)
+        clock.advance(1.0)
     assert limiter.rate == pytest.approx(limiter.configured_rate * 0.05)
     clock.advance(30)
     assert limiter.rate == limiter.configured_rate
+
+
+async def test_a_burst_of_429s_halves_the_rate_once(clock: VirtualClock) -> None:
+    """Answers to requests sent before the first 429 arrive together: one decrease, not five."""
+    limiter = RateLimiter(10.0, clock)
+    for _ in range(5):
+        limiter.throttled(0.5)
+    assert limiter.rate == pytest.approx(limiter.configured_rate / 2)
+
+
+async def test_callers_already_waiting_are_held_by_a_later_429(clock: VirtualClock) -> None:
+    """A hold-off reaches callers queued before it: none starts until Retry-After has passed."""
+    limiter = RateLimiter(10.0, clock)
+    origin = clock.monotonic()
+    started: list[float] = []
+
+    async def caller() -> None:
+        await limiter.acquire()
+        started.append(clock.monotonic() - origin)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(caller)
+        await anyio.lowlevel.checkpoint()
+        limiter.throttled(5.0)
+    assert len(started) == 3
+    # At most the caller that already held its slot went before; the queued ones waited.
+    assert sum(t < 5.0 for t in started) <= 1, started
 
 
 async def test_a_quota_pause_holds_every_caller(clock: VirtualClock) -> None:
