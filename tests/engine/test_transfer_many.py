@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import xferkit
 from xferkit import TransferRequest, TransferStatus
 from xferkit.journal import Journal
-from xferkit.testing import FakeHTX, FakeTransport, FakeXT, FaultPlan, VirtualClock
+from xferkit.testing import FakeHTX, FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
 from .conftest import API_KEY, SECRET, MakeClient
 
@@ -155,3 +156,70 @@ async def test_concurrency_must_be_positive(make_client: MakeClient) -> None:
         with pytest.raises(xferkit.InvalidRequestError):
             async for _ in client.transfer_many([request(0)], concurrency=0):
                 pass
+
+
+def busiest_second(times: list[float]) -> int:
+    """The most requests any one-second window of the log holds."""
+    times = sorted(times)
+    return max((bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times)), default=0)
+
+
+@pytest.mark.slow
+async def test_a_thousand_faulted_requests_on_real_time_keep_under_each_venues_rate() -> None:
+    """1000 faulted requests over XT and HTX on the real clock: one outcome each, exactly once,
+    and no second of either fake's request log holds more than that venue's rate_limit."""
+    xt_rate, htx_rate = 300, 200
+    # Every fault but injected 429s: each of those (rightly) halves the rate and holds the
+    # venue for its Retry-After, which would make this a test of patience, not of the ceiling.
+    plan = FaultPlan(rate=0.2, seed=6, kinds=[f for f in Fault if f is not Fault.RATE_LIMIT])
+    fake_xt = FakeXT(api_key=API_KEY, secret=SECRET, faults=plan)
+    fake_htx = FakeHTX(access_key=API_KEY, secret=SECRET, faults=plan, rate_limit=htx_rate)
+    requests = [
+        request(n, venue="htx", amount=Decimal(n + 1) / 1000) if n % 5 < 2 else request(n)
+        for n in range(1000)
+    ]
+    policy = xferkit.RetryPolicy(max_attempts=6, initial_backoff=0.01, max_backoff=0.1, deadline=30)
+    async with (
+        httpx.AsyncClient(transport=FakeTransport(fake_xt, fake_htx)) as http_client,
+        xferkit.Client(
+            xferkit.XT(API_KEY, SECRET, rate_limit=xt_rate),
+            xferkit.HTX(
+                API_KEY, SECRET, rate_limit=htx_rate, settle_seconds=0.05,
+                ledger_margin_seconds=0.05,
+            ),
+            journal=xferkit.MemoryJournal(),
+            http_client=http_client,
+            timeout=0.5,
+            retry=policy,
+        ) as client,
+    ):  # fmt: skip
+        outcomes = [o async for o in client.transfer_many(requests, concurrency=64)]
+        plan.enabled = False
+        await client.resume()
+        settled = [o async for o in client.transfer_many(requests, concurrency=64)]
+
+    def key_of(outcome: object) -> str | None:
+        if isinstance(outcome, xferkit.Receipt):
+            return outcome.key
+        assert isinstance(outcome, xferkit.XferError), outcome
+        assert outcome.request is not None
+        return outcome.request.key
+
+    assert sorted(map(key_of, outcomes)) == sorted(r.key for r in requests)  # type: ignore[type-var]
+    per_token = fake_xt.executions_by_token()
+    xt = xferkit.XT(API_KEY, SECRET)
+    final = {key_of(o): o for o in settled}
+    for r in requests:
+        outcome = final[r.key]
+        executed = (
+            per_token[xt.idempotency_token(r.key or "")]
+            if r.venue == "xt"
+            else fake_htx.executions_matching("spot", "linear-swap", "usdt", r.amount)
+        )
+        assert executed == (1 if isinstance(outcome, xferkit.Receipt) else 0), r.key
+    posts = "/v4/balance/transfer", "/v2/account/transfer"
+    xt_times = [q.real_time for q in fake_xt.requests if q.request.path == posts[0]]
+    htx_times = [q.real_time for q in fake_htx.requests if q.request.path == posts[1]]
+    assert busiest_second(xt_times) <= xt_rate
+    assert busiest_second(htx_times) <= htx_rate
+    assert fake_htx.rate_limited == 0
