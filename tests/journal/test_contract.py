@@ -287,3 +287,81 @@ async def test_prune_deletes_only_old_settled_intents(journal: Journal) -> None:
     deleted = await journal.prune(finished_before=base + timedelta(days=10))
     assert deleted == 2
     assert {i.key for i in await journal.list()} == {"new-ok", "old-unknown", "old-in-flight"}
+
+
+# -- group commit (the durable journals) ---------------------------------------------------
+
+
+async def test_concurrent_writes_share_commits_and_each_is_durable_on_return(
+    journal: Journal,
+) -> None:
+    """Fifty concurrent claims take fewer commits than claims, and every claim is readable
+    (from the journal's own store) the moment its call returns."""
+    commits_before = getattr(journal, "commits", None)
+    seen_on_return: list[bool] = []
+
+    async def claim(n: int) -> None:
+        await journal.claim(make_intent(f"g{n}"), owner=f"w{n}", lease_seconds=LEASE)
+        seen_on_return.append(await journal.get(f"g{n}") is not None)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(50):
+            tg.start_soon(claim, n)
+    assert seen_on_return == [True] * 50
+    if commits_before is not None:  # MemoryJournal has nothing to commit
+        assert journal.commits - commits_before < 50  # type: ignore[attr-defined]
+
+
+async def test_a_refused_write_does_not_undo_its_neighbours(journal: Journal) -> None:
+    """In one group, a save refused for a lost lease fails alone; the others are kept."""
+    await journal.claim(make_intent("mine"), owner="a", lease_seconds=LEASE)
+    outcomes: dict[str, object] = {}
+
+    async def intruder() -> None:
+        stored = await journal.get("mine")
+        assert stored is not None
+        try:
+            await journal.save(
+                attrs.evolve(stored, status=TransferStatus.SUCCEEDED), owner="b", lease_seconds=None
+            )
+        except LeaseLostError as exc:
+            outcomes["intruder"] = exc
+
+    async def neighbour(n: int) -> None:
+        outcomes[f"n{n}"] = await journal.claim(
+            make_intent(f"n{n}"), owner="c", lease_seconds=LEASE
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(intruder)
+        for n in range(10):
+            tg.start_soon(neighbour, n)
+    assert isinstance(outcomes["intruder"], LeaseLostError)
+    assert {i.key for i in await journal.list()} >= {f"n{n}" for n in range(10)}
+    stored = await journal.get("mine")
+    assert stored is not None
+    assert stored.status is TransferStatus.PENDING
+
+
+async def test_sqlite_group_commit_is_on_disk_for_each_caller(tmp_path: Path) -> None:
+    """Under concurrency, each claim is visible to a separate connection the moment it returns."""
+    path = tmp_path / "j.sqlite3"
+    journal = SqliteJournal(path)
+    await journal.open()
+    missing: list[str] = []
+
+    async def claim(n: int) -> None:
+        await journal.claim(make_intent(f"d{n}"), owner="a", lease_seconds=LEASE)
+        with sqlite3.connect(path) as other:
+            row = other.execute("SELECT 1 FROM intents WHERE key = ?", (f"d{n}",)).fetchone()
+        if row is None:
+            missing.append(f"d{n}")
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for n in range(30):
+                tg.start_soon(claim, n)
+        assert journal.commits < 30
+    finally:
+        await journal.aclose()
+    assert missing == []

@@ -25,12 +25,14 @@ import anyio
 from .._exceptions import JournalError
 from .._models import TransferStatus
 from ._base import Claim, Intent, LeaseLostError, intent_from_row
+from ._group import GroupCommit, Write
 
 __all__ = ["PostgresJournal"]
 
 SCHEMA_VERSION = 1
 _T = TypeVar("_T")
 _TERMINAL = [TransferStatus.SUCCEEDED.value, TransferStatus.FAILED.value]
+_DEADLOCK_RETRIES = 5
 _MIGRATION_LOCK = 0x78666B6A  # "xfkj": one advisory lock id for every xferkit schema migration
 
 _COLUMNS = (
@@ -135,6 +137,7 @@ class PostgresJournal:
         self._max_size = max_size
         self._connect_timeout = connect_timeout
         self._pool: Any = None
+        self._group: GroupCommit | None = None
         self._table = f"{schema}.intents"
 
     def __repr__(self) -> str:
@@ -153,6 +156,55 @@ class PostgresJournal:
                 return await fn(connection)
         except _database_errors() as exc:
             raise JournalError(f"journal {self.schema} failed: {exc}") from exc
+
+    async def _write(self, fn: Callable[[Any], Awaitable[_T]], *, key: str) -> _T:
+        """Run a write in the next group commit; returns once that commit is durable."""
+        if self._group is None:
+            raise JournalError(f"{self!r} is not open")
+        return await self._group.submit(fn, key=key)  # type: ignore[arg-type]
+
+    async def _commit_batch(self, batch: list[Write[Any]]) -> None:
+        """One transaction (one WAL flush) for every write in ``batch``; a savepoint each.
+
+        Batches lock rows in key order, so they do not deadlock one another; should the
+        database still pick this batch as a deadlock victim, nothing of it was kept and it is
+        run again from the start (each write re-reads the rows it decides on).
+        """
+        import asyncpg  # noqa: PLC0415
+
+        errors = _database_errors()
+
+        async def commit(connection: Any) -> None:
+            async with connection.transaction():
+                for write in batch:
+                    write.value, write.error = None, None
+                    try:
+                        async with connection.transaction():  # a savepoint
+                            write.value = await write.run(connection)
+                    except JournalError as exc:
+                        write.error = exc
+                    except asyncpg.DeadlockDetectedError:
+                        raise  # the whole transaction is lost: retry the batch
+                    except errors as exc:
+                        if connection.is_closed():
+                            raise  # the connection is gone: the whole batch fails
+                        write.error = JournalError(f"journal {self.schema} failed: {exc}")
+
+        for attempt in range(_DEADLOCK_RETRIES):
+            try:
+                await self._run(commit)
+            except JournalError as exc:
+                if isinstance(exc.__cause__, asyncpg.DeadlockDetectedError) and (
+                    attempt + 1 < _DEADLOCK_RETRIES
+                ):
+                    continue
+                raise
+            return
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far (each holds one or more writes: group commit)."""
+        return self._group.commits if self._group is not None else 0
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -206,10 +258,12 @@ class PostgresJournal:
         except BaseException:
             await self.aclose()
             raise
+        self._group = GroupCommit(self._commit_batch)
 
     async def aclose(self) -> None:
         """Close the pool; safe to call twice."""
         pool, self._pool = self._pool, None
+        self._group = None
         if pool is not None:
             with anyio.CancelScope(shield=True):
                 try:
@@ -270,7 +324,7 @@ class PostgresJournal:
                 )
                 return Claim(intent=_intent(row), created=False, owned=False)
 
-        return await self._run(claim)
+        return await self._write(claim, key=intent.key)
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease; extend or release the lease."""
@@ -295,17 +349,18 @@ class PostgresJournal:
             if updated is None:
                 raise LeaseLostError(f"intent {intent.key!r} is no longer leased to {owner}")
 
-        await self._run(save)
+        await self._write(save, key=intent.key)
 
     async def release(self, key: str, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
-        await self._run(
+        await self._write(
             lambda c: c.execute(
                 f"""UPDATE {self._table} SET lease_owner = NULL, lease_expires_at = NULL
                     WHERE key = $1 AND lease_owner = $2""",  # noqa: S608
                 key,
                 owner,
-            )
+            ),
+            key=key,
         )
 
     async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
@@ -314,18 +369,21 @@ class PostgresJournal:
 
         async def claim(connection: Any) -> bool:
             try:
-                updated = await connection.fetchval(
-                    f"""UPDATE {self._table} SET ledger_ref = $3
-                        WHERE key = $1 AND lease_owner = $2 RETURNING 1""",  # noqa: S608
-                    key,
-                    owner,
-                    ref,
-                )
+                # Its own savepoint: a failed statement aborts the transaction around it,
+                # which here is a whole group commit.
+                async with connection.transaction():
+                    updated = await connection.fetchval(
+                        f"""UPDATE {self._table} SET ledger_ref = $3
+                            WHERE key = $1 AND lease_owner = $2 RETURNING 1""",  # noqa: S608
+                        key,
+                        owner,
+                        ref,
+                    )
             except asyncpg.UniqueViolationError:
                 return False  # another intent of this venue claimed the row
             return updated is not None
 
-        return await self._run(claim)
+        return await self._write(claim, key=key)
 
     async def get(self, key: str) -> Intent | None:
         """The intent under ``key``."""
@@ -339,7 +397,7 @@ class PostgresJournal:
 
     async def prune(self, *, finished_before: datetime) -> int:
         """Delete settled intents finished before ``finished_before``."""
-        deleted = await self._run(
+        deleted = await self._run(  # its own transaction: many rows, outside any batch
             lambda c: c.fetchval(
                 f"""WITH gone AS (DELETE FROM {self._table}
                     WHERE status = ANY($1::text[]) AND finished_at < $2 RETURNING 1)

@@ -2,7 +2,8 @@
 
 Every call runs on a worker thread behind a ``CapacityLimiter(1)``, so the event loop never
 blocks on disk and the single connection is never used by two threads at once. A write returns
-only after SQLite's fsync: a claim that returned is on disk before anything is sent.
+only after SQLite's fsync: a claim that returned is on disk before anything is sent. Concurrent
+writes share a transaction and its fsync (group commit, see ``_group``).
 Several processes may share the file; ``BEGIN IMMEDIATE`` serialises their writes.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Callable, Collection
 from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -30,6 +31,7 @@ from ._base import (
     intent_from_row,
     to_timestamp,
 )
+from ._group import GroupCommit, Write
 
 __all__ = ["DEFAULT_JOURNAL_PATH", "SqliteJournal"]
 
@@ -120,6 +122,7 @@ class SqliteJournal:
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._group: GroupCommit | None = None
 
     def __repr__(self) -> str:
         return f"SqliteJournal({str(self.path)!r})"
@@ -140,6 +143,51 @@ class SqliteJournal:
         # Not abandoned on cancellation: a write that started finishes, so the caller's view
         # (written or not) matches the file.
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], _T], *, key: str) -> _T:
+        """Run a write in the next group commit; returns once that commit is on disk."""
+        if self._db is None or self._group is None:
+            raise JournalError(f"{self!r} is not open")
+        return await self._group.submit(fn, key=key)
+
+    async def _commit_batch(self, batch: list[Write[Any]]) -> None:
+        """One transaction, one fsync, for every write in ``batch``; a savepoint each."""
+        db = self._db
+        if db is None:
+            raise JournalError(f"{self!r} is not open")
+        path = self.path
+
+        def commit() -> None:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {path} failed: {exc}") from exc
+            try:
+                for write in batch:
+                    db.execute("SAVEPOINT write")
+                    try:
+                        write.value = write.run(db)
+                    except (JournalError, sqlite3.Error) as exc:
+                        db.execute("ROLLBACK TO write")
+                        write.error = (
+                            exc
+                            if isinstance(exc, JournalError)
+                            else JournalError(f"journal {path} failed: {exc}")
+                        )
+                    db.execute("RELEASE write")
+                db.execute("COMMIT")
+            except BaseException as exc:
+                db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise JournalError(f"journal {path} failed: {exc}") from exc
+                raise
+
+        await anyio.to_thread.run_sync(commit, limiter=self._limiter)
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed so far (each holds one or more writes: group commit)."""
+        return self._group.commits if self._group is not None else 0
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
@@ -191,12 +239,14 @@ class SqliteJournal:
             return db
 
         self._db = await anyio.to_thread.run_sync(connect, limiter=self._limiter)
+        self._group = GroupCommit(self._commit_batch)
 
     async def aclose(self) -> None:
         """Close the connection; safe to call twice."""
         if self._db is None or self._limiter is None:
             return
         db, self._db = self._db, None
+        self._group = None
         await anyio.to_thread.run_sync(db.close, limiter=self._limiter)
 
     # -- the contract -----------------------------------------------------------------------
@@ -206,46 +256,34 @@ class SqliteJournal:
         now = self._now()
 
         def claim(db: sqlite3.Connection) -> Claim:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result, row = decide_claim(
-                    self._select(db, intent.key),
-                    intent,
-                    owner=owner,
-                    now=now,
-                    lease_seconds=lease_seconds,
-                )
-                if row is not None:
-                    db.execute(_UPSERT, _row(row))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            result, row = decide_claim(
+                self._select(db, intent.key),
+                intent,
+                owner=owner,
+                now=now,
+                lease_seconds=lease_seconds,
+            )
+            if row is not None:
+                db.execute(_UPSERT, _row(row))
             return result
 
-        return await self._run(claim)
+        return await self._write(claim, key=intent.key)
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease. Durable on return."""
         now = self._now()
 
         def save(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = decide_save(
-                    self._select(db, intent.key),
-                    intent,
-                    owner=owner,
-                    now=now,
-                    lease_seconds=lease_seconds,
-                )
-                db.execute(_UPSERT, _row(row))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            row = decide_save(
+                self._select(db, intent.key),
+                intent,
+                owner=owner,
+                now=now,
+                lease_seconds=lease_seconds,
+            )
+            db.execute(_UPSERT, _row(row))
 
-        await self._run(save)
+        await self._write(save, key=intent.key)
 
     async def release(self, key: str, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
@@ -257,7 +295,7 @@ class SqliteJournal:
                 (key, owner),
             )
 
-        await self._run(release)
+        await self._write(release, key=key)
 
     async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
         """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
@@ -272,7 +310,7 @@ class SqliteJournal:
                 return False  # the unique (venue, ledger_ref) index: another intent has it
             return cursor.rowcount == 1
 
-        return await self._run(claim)
+        return await self._write(claim, key=key)
 
     async def get(self, key: str) -> Intent | None:
         """The intent under ``key``."""
@@ -289,7 +327,7 @@ class SqliteJournal:
             )
             return cursor.rowcount
 
-        return await self._run(prune)
+        return await self._write(prune, key="")
 
     async def list(
         self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
