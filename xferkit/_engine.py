@@ -286,7 +286,7 @@ class Engine:
             if not settled:
                 # Cancelled or failed mid-drive: keep what we know and free the lease so
                 # resume() (or the same key again) can continue at once.
-                await self._record(progress.intent, owner)
+                await self._record(progress.intent, owner, adopt=False)
             del self._driving[intent.key]
             done.set()
 
@@ -341,6 +341,9 @@ class Engine:
                         owner=owner,
                         lease_seconds=self._lease_seconds,
                         deadline_at=deadline_at,
+                        # Sent in an earlier call or process: the journal's send time is only a
+                        # lower bound, so the settle window runs from now instead.
+                        sent_before=None if progress.sent_this_call else _utc(self._clock),
                     )
                     _log.info(
                         "transfer %s on %s: reconciled: %s",
@@ -453,7 +456,6 @@ class Engine:
         deadline_at: float | None,
     ) -> Outcome:
         venue = runtime.venue
-        await runtime.limiter.acquire()
         await self._sync_clock(runtime)
         now = _utc(self._clock)
         intent = progress.intent
@@ -472,10 +474,21 @@ class Engine:
         # cancelled here, nothing has been sent.
         intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
         await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
-        progress.intent = intent
+        saved_at = self._clock.monotonic()
+        # The limiter comes after the write, right before the send: a journal write of varying
+        # length between a granted slot and the wire would bunch requests at the venue.
+        await runtime.limiter.acquire()
+        progress.intent = attrs.evolve(intent, last_sent_at=_utc(self._clock))  # the real send
+        if self._clock.monotonic() - saved_at > self._lease_seconds / 2:
+            # A long wait for the slot (HTX allows 1/s) could outlast the lease, and another
+            # worker could have taken the intent over: renew it, which also proves it is still
+            # ours (LeaseLostError otherwise), before anything is sent.
+            await self._journal.save(
+                progress.intent, owner=owner, lease_seconds=self._lease_seconds
+            )
         progress.sent_this_call += 1
         clock_generation = runtime.server_clock.generation
-        request = venue.transfer_request(intent.body, runtime.server_clock.timestamp_ms())
+        request = venue.transfer_request(progress.intent.body, runtime.server_clock.timestamp_ms())
         try:
             response = await self._transport.send(
                 request, timeout=self._attempt_timeout(deadline_at)
@@ -587,15 +600,22 @@ class Engine:
             )
         )
 
-    async def _record(self, intent: Intent, owner: str) -> bool:
+    async def _record(self, intent: Intent, owner: str, *, adopt: bool = True) -> bool:
         """Write a post-send state and free the lease, shielded from cancellation.
 
         Returns whether it was written. A failure is logged, not raised: the caller must still
         learn what the venue said; the journal keeps its earlier state, which resume() settles.
+        Except when another worker has taken the intent over (our lease lapsed): then
+        `LeaseLostError` is raised (if ``adopt``), and the caller adopts that worker's answer,
+        so every caller of the key reports the same receipt.
         """
         with anyio.CancelScope(shield=True):
             try:
                 await self._journal.save(intent, owner=owner, lease_seconds=None)
+            except LeaseLostError:
+                if adopt:
+                    raise
+                return False
             except JournalError as exc:
                 _log.error(
                     "transfer %s on %s: could not record %s: %s",

@@ -13,6 +13,8 @@ margin) to now and looks for a row that matches the transfer and that no other i
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import attrs
 
 from ._clock import Clock, ServerClock
@@ -68,8 +70,13 @@ class Reconciler:
         owner: str,
         lease_seconds: float,
         deadline_at: float | None,
+        sent_before: datetime | None = None,
     ) -> Found | Absent | Unclear:
         """Settle whether ``intent`` executed, claiming its ledger row if it did.
+
+        ``sent_before`` is given when the last send happened in another call or process: its
+        journal time is then only a lower bound, and the settle window starts at
+        ``sent_before`` (a time after it) instead.
 
         Raises:
             LeaseLostError: another worker took the intent over; this one must not decide.
@@ -82,14 +89,22 @@ class Reconciler:
             return Absent()  # never sent: IN_FLIGHT and the anchor are written before a send
         last_sent = intent.last_sent_at or intent.first_sent_at
         assert last_sent is not None  # noqa: S101 - written together with the anchor
+        if sent_before is not None:  # the last send's exact time is unknown, not after this
+            last_sent = max(last_sent, sent_before)
         settled_at = last_sent.timestamp() + venue.settle_seconds
         wait = max(settled_at - self._clock.time(), 0.0)
         if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
             return Unclear("the deadline ends before the venue's settle window")
-        await self._clock.sleep(wait)
-        # Still ours? The wait can outlast the lease; renewing it fails (LeaseLostError) if
-        # another worker took the intent over meanwhile, and then it is that worker's to settle.
-        await self._journal.save(intent, owner=owner, lease_seconds=lease_seconds)
+        # Heartbeat through the wait: the settle window can be longer than the lease, and a
+        # lapsed lease would let another worker drive the intent at the same time. Each renewal
+        # also proves the intent is still ours (LeaseLostError otherwise).
+        deadline_wait = self._clock.monotonic() + wait
+        while True:
+            await self._journal.save(intent, owner=owner, lease_seconds=lease_seconds)
+            left = deadline_wait - self._clock.monotonic()
+            if left <= 0:
+                break
+            await self._clock.sleep(min(left, lease_seconds / 3))
         # The ledger is in the venue's time. Measure it afresh: its offset may have moved since
         # the send, and a stale offset could end the search before the transfer's row.
         try:

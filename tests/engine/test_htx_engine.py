@@ -344,3 +344,41 @@ async def test_a_crash_during_the_first_send_is_found_in_the_ledger_on_resume(
     assert [(r.key, r.status) for r in receipts] == [("crash", TransferStatus.SUCCEEDED)]
     assert transfer_posts(fake_htx) == 1
     assert len(fake_htx.audit) == 1
+
+
+@pytest.mark.slow
+async def test_a_lease_lost_while_waiting_for_the_rate_limit_means_no_send() -> None:
+    """Worker A records transfer b, then waits longer than its lease for a rate-limit slot;
+    worker B takes b over (resume: ledger absent, sends it). A must not send b too."""
+    fake = FakeHTX(access_key=ACCESS_KEY, secret=SECRET)
+    journal = xferkit.MemoryJournal()
+
+    def client(rate: float) -> xferkit.Client:
+        return xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET, rate_limit=rate, settle_seconds=0.05,
+                        ledger_margin_seconds=0.05),
+            journal=journal,
+            http_client=httpx.AsyncClient(transport=FakeTransport(fake)),
+            timeout=0.2,
+            lease_seconds=0.3,
+        )  # fmt: skip
+
+    answers: dict[str, object] = {}
+    async with client(rate=2.0) as a, client(rate=100.0) as b:
+
+        async def worker_a(key: str, amount: str) -> None:
+            try:
+                answers[key] = await a.transfer("htx", **args(amount=amount), key=key)
+            except xferkit.XferError as exc:
+                answers[key] = exc
+
+        async def worker_b() -> None:
+            await anyio.sleep(0.35)  # b's lease (0.3 s) has lapsed; A still waits for its slot
+            answers["resumed"] = await b.resume()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker_a, "a", "1")
+            tg.start_soon(worker_a, "b", "2")
+            tg.start_soon(worker_b)
+    assert fake.executions_matching("spot", "linear-swap", "usdt", Decimal(2)) == 1, answers
+    assert fake.executions_matching("spot", "linear-swap", "usdt", Decimal(1)) == 1
