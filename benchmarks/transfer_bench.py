@@ -1,30 +1,49 @@
-"""Transfer throughput and latency against the loopback fake XT: a raw httpx loop and xferkit.
+"""Transfer throughput and latency against the loopback fake XT: raw loops, ccxt and xferkit.
 
-Run as ``python benchmarks/transfer_bench.py`` (or ``nox -s bench``). A child process serves
-a `FakeXT` (no faults, balances nothing can exhaust) with ``xferkit.testing.serve``, a real
-HTTP/1.1 server on loopback, so the server does not share the client's event loop or core.
-Against it, for concurrency 1, 8 and 32, each client transfers as fast as it can:
+Run as ``python benchmarks/transfer_bench.py`` (or ``nox -s bench``); the comparison rows need
+the ``bench`` extra (``pip install -e '.[bench]'``: ccxt, aiohttp, httpx-aiohttp) and are
+skipped without it. A child process serves a `FakeXT` (no faults, balances nothing can
+exhaust) with ``xferkit.testing.serve``, a real HTTP/1.1 server on loopback, so the server does
+not share the client's event loop. Against it, for concurrency 1, 8 and 32, each client
+transfers as fast as it can:
 
-* ``raw httpx``: a hand-written loop: ``httpx.AsyncClient`` POSTing XT transfers signed with
-  ``xferkit.venues.xt.sign``, a fresh bizId each, the answer parsed and checked. It has no
-  journal, no retries and no rate limiter: the floor for anything built on httpx.
-* ``xferkit memory`` / ``sqlite`` / ``postgresql``: ``Client.transfer()`` with
-  ``MemoryJournal``, ``SqliteJournal`` (a file in a temporary directory) or
-  ``PostgresJournal`` (a schema of its own, dropped afterwards; a pool as large as the
-  concurrency), ``XT(rate_limit=1e9)`` so the client-side limiter never waits.
+* ``raw aiohttp``: a hand-written loop on ``aiohttp.ClientSession`` (64 connections, as
+  xferkit's pool), POSTing XT transfers signed with ``xferkit.venues.xt.sign``, a fresh bizId
+  each, the answer parsed and checked. No journal, retries or limiter.
+* ``ccxt``: ``ccxt.async_support.xt(...).transfer("USDT", 1, "spot", "swap")`` with
+  ``enableRateLimit=False``, its ``spot`` API URL pointed at the fake and its currency table
+  preset (the fake serves no market data). ccxt names XT's headers ``xt-validate-*`` and signs
+  that spelling; the fake, after XT's documentation, reads ``validate-*``. A ``sign()``
+  override therefore calls ccxt's own ``sign()`` (its body, its HMAC), then renames the headers
+  and signs once more the way the fake checks: one extra HMAC-SHA256 per request (a few µs).
+  Everything else (request building, aiohttp session, error handling, parsing) is ccxt's.
+* ``raw httpx`` and ``raw httpx+aiohttp``: the same loop as ``raw aiohttp``, on an
+  ``httpx.AsyncClient`` built exactly as xferkit builds its own: httpx's transport, or
+  httpx-aiohttp's ``AiohttpTransport`` over an aiohttp session. The floor for each transport.
+* ``xferkit <journal> / <transport>``: ``Client.transfer()`` with ``XT(rate_limit=1e9)`` (the
+  limiter never waits) and ``MemoryJournal``, ``SqliteJournal`` (a fresh file in a temporary
+  directory) or ``PostgresJournal`` (a schema of its own, dropped afterwards; a pool as large
+  as the concurrency). The ``aiohttp`` rows are ``Client()`` as shipped (the default transport
+  picks aiohttp when the ``fast`` extra is installed); the ``httpx`` rows pass an
+  ``http_client`` built as ``backend="httpx"`` builds its own.
 
 Each row runs for ``--seconds`` after a warm-up (connections opened, clock synced, statements
 prepared). Rows are interleaved (every round runs each concurrency for every client, the
 clients' order rotated each round) and the table shows the median of ``--rounds`` rounds, with
-the spread of throughput. ``server CPU`` is the fake server's CPU time over the row's wall time
-(100% = one core); ``client CPU`` is this process's (all its threads). This is a benchmark,
-not a test: nothing is asserted.
+the spread of throughput. ``vs ccxt`` divides by ccxt's throughput at the same concurrency;
+``vs raw`` by the raw loop on the same transport (``BASELINE``). ``server CPU`` is the fake
+server's CPU time over the row's wall time (100% = one core); ``client CPU`` is this process's
+(all its threads). Every library is imported before the first row and ``gc.freeze()`` is
+called, so that ccxt's ~190,000 module objects do not lengthen the garbage-collection pauses
+of the other rows (`preload_and_freeze`). This is a benchmark, not a test: nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
+import importlib
 import json
 import os
 import statistics
@@ -35,24 +54,45 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from decimal import Decimal
+from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import attrs
 import httpx
 
 import xferkit
+from xferkit._transport import _aiohttp_transport, _httpx_client
 from xferkit.venues.xt import TRANSFER_PATH, sign
 
 API_KEY = "bench-key"
 SECRET = "bench-secret"  # noqa: S105 - the fake venue's made-up credential
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CONCURRENCY = (1, 8, 32)
-CLIENTS = ("raw httpx", "xferkit memory", "xferkit sqlite", "xferkit postgresql")
+JOURNALS = ("memory", "sqlite", "postgresql")
+TRANSPORTS = ("httpx", "aiohttp")
+CLIENTS = (
+    "raw aiohttp",
+    "ccxt",
+    "raw httpx",
+    "raw httpx+aiohttp",
+    *(f"xferkit {journal} / {transport}" for journal in JOURNALS for transport in TRANSPORTS),
+)
+# Each row's "vs raw": the hand-written loop on the same transport.
+BASELINE = {
+    "ccxt": "raw aiohttp",
+    "raw httpx+aiohttp": "raw aiohttp",
+    **{f"xferkit {j} / httpx": "raw httpx" for j in JOURNALS},
+    **{f"xferkit {j} / aiohttp": "raw httpx+aiohttp" for j in JOURNALS},
+}
+NEEDS_BENCH_EXTRA = {"raw aiohttp": "aiohttp", "ccxt": "ccxt"}
+NEEDS_FAST_EXTRA = {name for name in CLIENTS if "aiohttp" in name}
 RECV_WINDOW_MS = 5000
 SIGN_EARLY_MS = 200  # as xferkit does: a timestamp ahead of the venue's clock is refused sooner
-# The same pool limits xferkit's own transport uses, so the raw loop is not handicapped.
-LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30)
+MAX_CONNECTIONS = 64  # xferkit's pool size, for the loops that build their own pool
 SERVE_FLAG = "--serve-fake-xt"
 
 Transfer = Callable[[], Awaitable[None]]
@@ -106,66 +146,180 @@ def cpu_seconds(pid: int) -> float:
 # -- the clients ----------------------------------------------------------------------------
 
 
+def signed_transfer() -> tuple[bytes, dict[str, str]]:
+    """One XT transfer body with a fresh bizId, and its signed headers."""
+    body = json.dumps(
+        {
+            "bizId": str(uuid.uuid4()),
+            "from": "SPOT",
+            "to": "FUTURES_U",
+            "currency": "usdt",
+            "amount": "1",
+        },
+        separators=(",", ":"),
+    )
+    timestamp = int(time.time() * 1000) - SIGN_EARLY_MS
+    signature = sign(
+        api_key=API_KEY,
+        secret=SECRET,
+        method="POST",
+        path=TRANSFER_PATH,
+        timestamp_ms=timestamp,
+        recv_window_ms=RECV_WINDOW_MS,
+        body=body,
+    )
+    headers = {
+        "validate-algorithms": "HmacSHA256",
+        "validate-appkey": API_KEY,
+        "validate-recvwindow": str(RECV_WINDOW_MS),
+        "validate-timestamp": str(timestamp),
+        "validate-signature": signature,
+        "content-type": "application/json",
+    }
+    return body.encode(), headers
+
+
+def check_answer(status: int, raw: bytes) -> None:
+    """Raise unless XT's success envelope came back."""
+    answer = json.loads(raw)
+    if status != 200 or answer.get("mc") != "SUCCESS":
+        raise RuntimeError(f"transfer refused: {status} {answer}")
+
+
+def raw_httpx(
+    transport: str,
+) -> Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]]:
+    """The floor on one transport: sign, POST, parse, check; nothing else."""
+
+    @contextlib.asynccontextmanager
+    async def client(url: str, concurrency: int) -> AsyncIterator[Transfer]:
+        del concurrency
+        # Built exactly as xferkit's Transport builds its own client for that backend.
+        http = _httpx_client(_aiohttp_transport() if transport == "aiohttp" else None)
+        async with http:
+
+            async def transfer() -> None:
+                body, headers = signed_transfer()
+                response = await http.post(url + TRANSFER_PATH, content=body, headers=headers)
+                check_answer(response.status_code, response.content)
+
+            yield transfer
+
+    return client
+
+
 @contextlib.asynccontextmanager
-async def raw_httpx(url: str, concurrency: int) -> AsyncIterator[Transfer]:
-    """The floor: sign, POST, parse, check; nothing else."""
+async def raw_aiohttp(url: str, concurrency: int) -> AsyncIterator[Transfer]:
+    """The floor on aiohttp itself: a ClientSession with xferkit's pool size."""
+    import aiohttp  # noqa: PLC0415 - the bench extra
+
     del concurrency
-    async with httpx.AsyncClient(
-        limits=LIMITS, headers={"user-agent": "bench"}, follow_redirects=False
-    ) as http:
+    connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=30)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=10)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def transfer() -> None:
-            body = json.dumps(
-                {
-                    "bizId": str(uuid.uuid4()),
-                    "from": "SPOT",
-                    "to": "FUTURES_U",
-                    "currency": "usdt",
-                    "amount": "1",
-                },
-                separators=(",", ":"),
-            )
-            timestamp = int(time.time() * 1000) - SIGN_EARLY_MS
-            signature = sign(
-                api_key=API_KEY,
-                secret=SECRET,
-                method="POST",
-                path=TRANSFER_PATH,
-                timestamp_ms=timestamp,
-                recv_window_ms=RECV_WINDOW_MS,
-                body=body,
-            )
-            response = await http.post(
-                url + TRANSFER_PATH,
-                content=body.encode(),
-                headers={
-                    "validate-algorithms": "HmacSHA256",
-                    "validate-appkey": API_KEY,
-                    "validate-recvwindow": str(RECV_WINDOW_MS),
-                    "validate-timestamp": str(timestamp),
-                    "validate-signature": signature,
-                    "content-type": "application/json",
-                },
-            )
-            answer = response.json()
-            if response.status_code != 200 or answer.get("mc") != "SUCCESS":
-                raise RuntimeError(f"transfer refused: {response.status_code} {answer}")
+            body, headers = signed_transfer()
+            async with session.post(url + TRANSFER_PATH, data=body, headers=headers) as response:
+                check_answer(response.status, await response.read())
 
         yield transfer
 
 
+def to_fake_xt_headers(request: dict[str, Any]) -> dict[str, Any]:
+    """Rename ccxt's ``xt-validate-*`` headers to ``validate-*`` and sign them as the fake checks.
+
+    ccxt signed the ``xt-``-prefixed names, so its signature cannot match; the body, timestamp,
+    window and key stay ccxt's.
+    """
+    headers = dict(request["headers"])
+    key = headers.pop("xt-validate-appkey")
+    timestamp = int(headers.pop("xt-validate-timestamp"))
+    window = int(headers.pop("xt-validate-recvwindow"))
+    headers.pop("xt-validate-algorithms")
+    headers.pop("xt-validate-signature")
+    headers.update(
+        {
+            "validate-algorithms": "HmacSHA256",
+            "validate-appkey": key,
+            "validate-recvwindow": str(window),
+            "validate-timestamp": str(timestamp),
+            "validate-signature": sign(
+                api_key=key,
+                secret=SECRET,
+                method=request["method"],
+                path=urlsplit(request["url"]).path,
+                timestamp_ms=timestamp,
+                recv_window_ms=window,
+                body=request["body"],
+            ),
+        }
+    )
+    return {**request, "headers": headers}
+
+
+@contextlib.asynccontextmanager
+async def ccxt_xt(url: str, concurrency: int) -> AsyncIterator[Transfer]:
+    """ccxt's async XT ``transfer()``, pointed at the fake (see the module docstring)."""
+    import ccxt.async_support as ccxt_async  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    del concurrency
+
+    class FakeAddressedXT(ccxt_async.xt):  # type: ignore[misc]
+        def sign(  # type: ignore[no-untyped-def]
+            self,
+            path,
+            api=[],  # noqa: B006 - ccxt's own signature
+            method="GET",
+            params={},  # noqa: B006
+        ):
+            return to_fake_xt_headers(super().sign(path, api, method, params))
+
+    exchange = FakeAddressedXT(
+        {
+            "apiKey": API_KEY,
+            "secret": SECRET,
+            "enableRateLimit": False,  # as xferkit's rows: XT(rate_limit=1e9)
+            "urls": {"api": {"spot": url}},
+        }
+    )
+    usdt = {"id": "usdt", "code": "USDT", "precision": 1e-8}
+    exchange.markets = {}  # transfer() loads markets when this is None; the fake has none
+    exchange.currencies = {"USDT": usdt}
+    exchange.currencies_by_id = {"usdt": usdt}
+    try:
+
+        async def transfer() -> None:
+            result = await exchange.transfer("USDT", 1, "spot", "swap")
+            if not result.get("id"):
+                raise RuntimeError(f"transfer without an id: {result}")
+
+        yield transfer
+    finally:
+        await exchange.close()
+
+
 def xferkit_client(
     make_journal: Callable[[int], contextlib.AbstractAsyncContextManager[xferkit.Journal]],
+    transport: str,
 ) -> Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]]:
-    """xferkit's ``Client.transfer()`` with the journal ``make_journal(concurrency)`` yields."""
+    """``Client.transfer()`` with the journal ``make_journal(concurrency)`` yields."""
 
     @contextlib.asynccontextmanager
     async def client(url: str, concurrency: int) -> AsyncIterator[Transfer]:
         xt = xferkit.XT(API_KEY, SECRET, base_url=url, rate_limit=1e9)
-        async with (
-            make_journal(concurrency) as journal,
-            xferkit.Client(xt, journal=journal) as xfer,
-        ):
+        async with contextlib.AsyncExitStack() as stack:
+            http: httpx.AsyncClient | None = None
+            if transport == "httpx":
+                # Until Client takes transport="httpx": the client backend="httpx" builds.
+                http = await stack.enter_async_context(_httpx_client(None))
+            journal = await stack.enter_async_context(make_journal(concurrency))
+            xfer = await stack.enter_async_context(
+                xferkit.Client(xt, journal=journal, http_client=http)
+            )
+            chosen = xfer._transport.backend if xfer._transport is not None else None
+            if chosen != ("caller" if http is not None else "aiohttp"):
+                raise RuntimeError(f"{transport} row runs on the {chosen} transport")
 
             async def transfer() -> None:
                 receipt = await xfer.transfer(
@@ -277,7 +431,17 @@ async def run_row(
     )
 
 
-def table(rows: dict[tuple[str, int], list[Row]], rounds: int) -> str:
+def median_rate(
+    rows: dict[tuple[str, int], list[Row]], name: str, concurrency: int
+) -> float | None:
+    """Median throughput of ``name`` at ``concurrency``, if it ran."""
+    runs = rows.get((name, concurrency))
+    return statistics.median(r.rate for r in runs) if runs else None
+
+
+def table(
+    rows: dict[tuple[str, int], list[Row]], rounds: int, concurrencies: tuple[int, ...]
+) -> str:
     """Medians over the rounds, as an aligned text table."""
     header = (
         "client",
@@ -286,25 +450,25 @@ def table(rows: dict[tuple[str, int], list[Row]], rounds: int) -> str:
         "spread",
         "p50 ms",
         "p99 ms",
+        "vs ccxt",
         "vs raw",
         "server CPU",
         "client CPU",
     )
-    floor = {
-        c: statistics.median(r.rate for r in rows[("raw httpx", c)])
-        for c in CONCURRENCY
-        if ("raw httpx", c) in rows
-    }
+
+    def ratio(rate: float, other: float | None) -> str:
+        return f"{rate / other:.2f}x" if other else "-"
+
     lines = []
     for name in CLIENTS:
-        for concurrency in CONCURRENCY:
+        for concurrency in concurrencies:
             runs = rows.get((name, concurrency))
             if not runs:
                 continue
             rate = statistics.median(r.rate for r in runs)
             rates = [r.rate for r in runs]
             spread = (max(rates) - min(rates)) / rate if rounds > 1 else 0.0
-            ratio = f"{rate / floor[concurrency]:.2f}x" if concurrency in floor else "-"
+            baseline = BASELINE.get(name)
             lines.append(
                 (
                     name,
@@ -313,7 +477,8 @@ def table(rows: dict[tuple[str, int], list[Row]], rounds: int) -> str:
                     f"{100 * spread:.0f}%",
                     f"{statistics.median(r.percentile_ms(0.50) for r in runs):.1f}",
                     f"{statistics.median(r.percentile_ms(0.99) for r in runs):.1f}",
-                    ratio,
+                    ratio(rate, median_rate(rows, "ccxt", concurrency)),
+                    ratio(rate, median_rate(rows, baseline, concurrency) if baseline else None),
                     f"{100 * statistics.median(r.server_cpu for r in runs):.0f}%",
                     f"{100 * statistics.median(r.client_cpu for r in runs):.0f}%",
                 )
@@ -327,7 +492,16 @@ def table(rows: dict[tuple[str, int], list[Row]], rounds: int) -> str:
         )
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([render(header), rule, *(render(line) for line in lines)])
+    legend = "vs raw: " + "; ".join(f"{row} / {base}" for row, base in BASELINE.items())
+    return "\n".join([render(header), rule, *(render(line) for line in lines), legend])
+
+
+def version(distribution: str) -> str:
+    """The installed version of ``distribution``, or "-"."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "-"
 
 
 async def drop_schema(dsn: str, schema: str) -> None:
@@ -354,23 +528,68 @@ async def postgres_reachable(dsn: str) -> bool:
     return True
 
 
-async def main(args: argparse.Namespace) -> None:
-    """Run every round and print the table."""
-    schema = f"xferkit_bench_{uuid.uuid4().hex[:12]}"
+def available_clients(
+    args: argparse.Namespace, postgres: bool, schema: str
+) -> dict[str, Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]]]:
+    """The clients this run measures: those asked for whose extras are installed."""
+    journals: dict[str, Callable[[int], contextlib.AbstractAsyncContextManager[xferkit.Journal]]]
+    journals = {"memory": memory_journal, "sqlite": sqlite_journal}
+    if postgres:
+        journals["postgresql"] = postgres_journal(args.dsn, schema)
     clients: dict[str, Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]]]
     clients = {
-        "raw httpx": raw_httpx,
-        "xferkit memory": xferkit_client(memory_journal),
-        "xferkit sqlite": xferkit_client(sqlite_journal),
+        "raw aiohttp": raw_aiohttp,
+        "ccxt": ccxt_xt,
+        "raw httpx": raw_httpx("httpx"),
+        "raw httpx+aiohttp": raw_httpx("aiohttp"),
     }
-    if await postgres_reachable(args.dsn):
-        clients["xferkit postgresql"] = xferkit_client(postgres_journal(args.dsn, schema))
+    for journal, make in journals.items():
+        for transport in TRANSPORTS:
+            clients[f"xferkit {journal} / {transport}"] = xferkit_client(make, transport)
+    wanted = set(args.only.split(",")) if args.only else set(CLIENTS)
+    fast = find_spec("httpx_aiohttp") is not None
+    for name in list(clients):
+        module = NEEDS_BENCH_EXTRA.get(name)
+        missing = (module is not None and find_spec(module) is None) or (
+            name in NEEDS_FAST_EXTRA and not fast
+        )
+        if name not in wanted or missing:
+            if name in wanted:
+                print(f"{name} skipped: pip install -e '.[bench]'")
+            del clients[name]
+    return clients
+
+
+def preload_and_freeze() -> None:
+    """Import every client's libraries now, then exempt what exists from garbage collection.
+
+    Importing ccxt adds ~190,000 objects to this process. Left in the collected heap, every
+    full collection has to walk them (~50 ms each), and the pause lands in whichever row is
+    running: xferkit's p99 at 32 rose from ~46 to ~81 ms with ccxt merely imported.
+    ``gc.freeze()`` moves the objects that exist now out of the collector's way, for every row
+    alike; objects the rows create are still collected as usual.
+    """
+    for module in ("aiohttp", "httpx_aiohttp", "ccxt.async_support", "asyncpg"):
+        if find_spec(module.split(".")[0]) is not None:
+            importlib.import_module(module)
+    gc.collect()
+    gc.freeze()
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Run every round and print the table."""
+    preload_and_freeze()
+    concurrencies = tuple(int(c) for c in args.concurrency.split(","))
+    schema = f"xferkit_bench_{uuid.uuid4().hex[:12]}"
+    wants_postgres = not args.only or "postgresql" in args.only
+    postgres = wants_postgres and await postgres_reachable(args.dsn)
+    clients = available_clients(args, postgres, schema)
     names = [name for name in CLIENTS if name in clients]
     rows: dict[tuple[str, int], list[Row]] = {}
     try:
         with fake_xt_server() as (url, pid):
             for round_ in range(args.rounds):
-                for concurrency in CONCURRENCY:
+                for concurrency in concurrencies:
                     shift = round_ % len(names)
                     for name in names[shift:] + names[:shift]:
                         row = await run_row(
@@ -389,15 +608,17 @@ async def main(args: argparse.Namespace) -> None:
                                 flush=True,
                             )
     finally:
-        if "xferkit postgresql" in clients:
+        if postgres:
             await drop_schema(args.dsn, schema)
+    versions = ", ".join(
+        f"{name} {version(name)}" for name in ("httpx", "aiohttp", "httpx-aiohttp", "ccxt")
+    )
     print(
         f"transfer() against the loopback FakeXT (child process): {args.seconds:g} s per row "
         f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds; "
-        f"spread = (max - min) / median throughput; {os.cpu_count()} CPUs; "
-        f"httpx {httpx.__version__}"
+        f"spread = (max - min) / median throughput; {os.cpu_count()} CPUs; {versions}"
     )
-    print(table(rows, args.rounds))
+    print(table(rows, args.rounds, concurrencies))
 
 
 def parse_args() -> argparse.Namespace:
@@ -412,6 +633,14 @@ def parse_args() -> argparse.Namespace:
             "XFERKIT_BENCH_POSTGRES_DSN", os.environ.get("XFERKIT_TEST_POSTGRES_DSN", DEFAULT_DSN)
         ),
         help="PostgreSQL for the PostgresJournal rows (its own schema is created and dropped)",
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated client names to run (default: all)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        default=",".join(map(str, CONCURRENCY)),
+        help="comma-separated concurrencies (default: 1,8,32)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print each row as it ends")
     return parser.parse_args()

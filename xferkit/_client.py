@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from os import PathLike
 from types import TracebackType
+from typing import get_args
 
 import anyio
 import anyio.abc
@@ -28,7 +29,7 @@ from ._exceptions import (
 from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
-from ._transport import HttpClient, Transport
+from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
 from .journal import DEFAULT_JOURNAL_PATH, Journal, PostgresJournal, SqliteJournal
 from .venues._base import Venue
@@ -118,6 +119,9 @@ class Client:
         lease_seconds: how long a worker's claim on an intent lasts without renewal.
         retry_budget: the client-wide retry allowance (a `RetryBudget` token bucket, shared
             by every transfer of this client); ``None`` for none.
+        transport: what runs under httpx when xferkit builds the HTTP client: ``"auto"``
+            (aiohttp-backed when the ``fast`` extra is installed and asyncio runs, else
+            httpx's own), ``"httpx"`` or ``"aiohttp"``.
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Client:
         rng: random.Random | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         retry_budget: RetryBudget | _Default | None = _Default.BUDGET,
+        transport: Backend = "auto",
     ) -> None:
         if not venues:
             raise InvalidRequestError("pass at least one venue, e.g. Client(XT(key, secret))")
@@ -155,6 +160,16 @@ class Client:
         self._journal = open_journal(journal, clock)
         self._policy = retry
         self._timeout = float(timeout)
+        if transport not in get_args(Backend):
+            raise InvalidRequestError(
+                f"transport must be one of {', '.join(get_args(Backend))}, not {transport!r}"
+            )
+        if transport != "auto" and http_client is not None:
+            raise InvalidRequestError(
+                "transport= chooses the HTTP client xferkit builds; with http_client= the "
+                "caller's client (and its transport) is used as given"
+            )
+        self._transport_backend: Backend = transport
         self._http_client = http_client
         self._clock = clock
         self._rng = rng or random.Random()
@@ -181,7 +196,7 @@ class Client:
         if self._state is not _State.UNOPENED:
             raise ClientClosedError(f"a client can be opened once; this one is {self._state.value}")
         await self._journal.open()
-        transport = Transport(self._http_client)
+        transport = Transport(self._http_client, backend=self._transport_backend)
         self._transport = transport
         self._engine = Engine(
             journal=self._journal,

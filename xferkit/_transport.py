@@ -1,25 +1,73 @@
-"""Send one prepared request over httpx; the only core module that imports httpx.
+"""Send one prepared request over httpx; the only core module that imports httpx (and aiohttp).
 
 It never retries (retries live above signing, in the engine) and it sorts every transport
 failure into "provably not sent" or "may have arrived", the distinction the engine's safety
 rests on.
+
+httpx is the HTTP API in every case; the transport under it is one of two backends:
+
+* ``"httpx"``: httpx's own (httpcore). Runs under asyncio and trio.
+* ``"aiohttp"``: httpx-aiohttp's ``AiohttpTransport`` over an aiohttp session, from the
+  ``fast`` extra. asyncio only. Several times httpx's own throughput with tens of concurrent
+  requests, where httpcore's pool bookkeeping grows with connections x waiters (see the
+  performance page).
+
+``"auto"`` (the default) takes ``"aiohttp"`` when it is installed and asyncio is running, and
+``"httpx"`` otherwise: under trio, without the extra, or when the environment names a proxy
+(the aiohttp session here does not read the environment). A caller's own
+``httpx.AsyncClient`` is always used as given, whatever its transport.
+
+httpx-aiohttp translates aiohttp's exceptions into httpx's, but not into the ones that tell
+"never sent" from "may have arrived": it maps every ``aiohttp.ClientConnectionError``, including
+``ServerDisconnectedError`` after the request was written, to ``httpx.ConnectTimeout``. So a
+failure caused by aiohttp is judged by the aiohttp exception itself, never by its httpx name.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+from typing import Literal, get_args
+
 import httpx
 
+from ._exceptions import InvalidRequestError
 from ._http import HttpRequest, HttpResponse
 
-__all__ = ["DEFAULT_LIMITS", "HttpClient", "SendError", "Transport"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "Backend",
+    "HttpClient",
+    "SendError",
+    "Transport",
+]
+
+_log = logging.getLogger("xferkit")
 
 HttpClient = httpx.AsyncClient
 """The HTTP client type callers may pass as ``Client(http_client=...)``."""
 
-DEFAULT_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=32, keepalive_expiry=30)
+Backend = Literal["auto", "httpx", "aiohttp"]
+"""Which transport runs under httpx: ``"auto"`` picks aiohttp when installed on asyncio."""
+
+_MAX_CONNECTIONS = 64
+_MAX_KEEPALIVE = 32
+_KEEPALIVE_SECONDS = 30.0
+_DEFAULT_TIMEOUT_SECONDS = 10.0
+
+DEFAULT_LIMITS = httpx.Limits(
+    max_connections=_MAX_CONNECTIONS,
+    max_keepalive_connections=_MAX_KEEPALIVE,
+    keepalive_expiry=_KEEPALIVE_SECONDS,
+)
+DEFAULT_TIMEOUT = httpx.Timeout(_DEFAULT_TIMEOUT_SECONDS)
+"""Per-phase timeout of a client built here; `Transport.send` always passes its own."""
 USER_AGENT = "xferkit/0.1"
 
-# Failures raised before a single byte of the request could reach the venue.
+# Failures raised before a single byte of the request could reach the venue (httpx's own
+# transport; aiohttp's failures are judged by `_aiohttp_sent`).
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
@@ -32,22 +80,166 @@ class SendError(Exception):
         self.sent = sent
 
 
+def _asyncio_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _env_proxies() -> bool:
+    """Whether the environment names an HTTP(S) proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...)."""
+    from urllib.request import getproxies  # noqa: PLC0415 - only when choosing a backend
+
+    return any(getproxies().get(scheme) for scheme in ("http", "https", "all"))
+
+
+def _aiohttp_errors() -> tuple[type[Exception], ...]:
+    """aiohttp's base error, if aiohttp is loaded; a failure cannot come from it otherwise."""
+    aiohttp = sys.modules.get("aiohttp")
+    return () if aiohttp is None else (aiohttp.ClientError,)
+
+
+def _aiohttp_sent(error: Exception) -> bool:
+    """Whether the request that failed with this aiohttp error may have reached the venue.
+
+    Only these fail before the request is written: no connection could be made (refused, DNS,
+    TLS handshake, proxy: ``ClientConnectorError``), the connect phase, pool wait included,
+    timed out (``ConnectionTimeoutError``), or aiohttp cannot use the URL (``InvalidURL``).
+    Everything else (``ServerDisconnectedError``, resets, read timeouts, payload and response
+    parsing errors) may come after the venue received the request.
+    """
+    import aiohttp  # noqa: PLC0415 - loaded already: the error came from it
+
+    return not isinstance(
+        error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
+    )
+
+
+def _classify(exc: Exception) -> SendError:
+    """Turn a failed send into a `SendError`, judged by its root cause."""
+    aiohttp_errors = _aiohttp_errors()
+    cause = exc if isinstance(exc, aiohttp_errors) else exc.__cause__
+    if aiohttp_errors and isinstance(cause, aiohttp_errors):
+        return SendError(f"{type(cause).__name__}: {cause}", sent=_aiohttp_sent(cause))
+    # httpx's own transport: read/write timeouts, resets and protocol errors may have arrived.
+    return SendError(f"{type(exc).__name__}: {exc}", sent=not isinstance(exc, _NOT_SENT))
+
+
+def _httpx_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport,
+        limits=DEFAULT_LIMITS,  # httpx's own pool; the aiohttp transport has its own limits
+        timeout=DEFAULT_TIMEOUT,
+        headers={"user-agent": USER_AGENT},
+        follow_redirects=False,  # a redirected POST could be replayed elsewhere
+        trust_env=True,
+    )
+
+
+def _aiohttp_transport() -> httpx.AsyncBaseTransport:
+    """An httpx transport over a new aiohttp session, with every pool and timeout setting explicit.
+
+    Raises:
+        ImportError: the ``fast`` extra (httpx-aiohttp, aiohttp) is not installed.
+    """
+    import aiohttp  # noqa: PLC0415 - optional, and ~50 ms to import: only when chosen
+    from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415
+
+    connector = aiohttp.TCPConnector(
+        limit=_MAX_CONNECTIONS,  # as httpx's pool: one cap over all hosts
+        limit_per_host=0,
+        # aiohttp keeps every idle connection until it expires; it has no count for them.
+        keepalive_timeout=_KEEPALIVE_SECONDS,
+        ssl=httpx.create_ssl_context(trust_env=True),  # httpx's defaults: certifi, SSL_CERT_*
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        # Replaced per request by httpx's timeout (connect = pool wait + connect, sock_connect,
+        # sock_read); there is no write timeout under aiohttp.
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=_DEFAULT_TIMEOUT_SECONDS,
+            sock_connect=_DEFAULT_TIMEOUT_SECONDS,
+            sock_read=_DEFAULT_TIMEOUT_SECONDS,
+        ),
+        cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps the cookies; not twice
+        # With trust_env, aiohttp reads ~/.netrc in a worker thread on every request: a
+        # thread hop per request cut throughput by 4x in the benchmark. Proxies from the
+        # environment therefore send "auto" to httpx's own transport (`_env_proxies`).
+        trust_env=False,
+        auto_decompress=False,  # httpx decodes the body
+        raise_for_status=False,
+    )
+    return AiohttpTransport(client=session)
+
+
 class Transport:
     """Sends `HttpRequest` values with a shared ``httpx.AsyncClient``.
 
     Args:
         http_client: the caller's client; it is used as given and not closed here.
-            Without one, a client with explicit pool limits is created and owned.
+            Without one, a client with explicit pool limits and timeouts is created and owned.
+        backend: the transport under the client this creates: ``"auto"`` (aiohttp when the
+            ``fast`` extra is installed, asyncio is running and no proxy is set in the
+            environment; else httpx's own), ``"httpx"`` or ``"aiohttp"`` (which ignores proxy
+            variables). Only ``"auto"`` goes with a caller's ``http_client``.
+
+    Raises:
+        InvalidRequestError: an unknown backend, a backend with ``http_client``, or
+            ``"aiohttp"`` without the ``fast`` extra or outside asyncio.
     """
 
-    def __init__(self, http_client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, http_client: httpx.AsyncClient | None = None, *, backend: Backend = "auto"
+    ) -> None:
+        if backend not in get_args(Backend):
+            raise InvalidRequestError(
+                f"backend must be 'auto', 'httpx' or 'aiohttp', not {backend!r}"
+            )
         self._owned = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            limits=DEFAULT_LIMITS,
-            headers={"user-agent": USER_AGENT},
-            follow_redirects=False,  # a redirected POST could be replayed elsewhere
-            trust_env=True,
-        )
+        if http_client is not None:
+            if backend != "auto":
+                raise InvalidRequestError(
+                    f"backend={backend!r} applies to a client xferkit builds; "
+                    "a caller's http_client is used as given"
+                )
+            self._client = http_client
+            self._backend = "caller"
+            return
+        self._backend = self._choose(backend)
+        transport = _aiohttp_transport() if self._backend == "aiohttp" else None
+        self._client = _httpx_client(transport)
+        _log.debug("HTTP transport: %s (asked for %s)", self._backend, backend)
+
+    @staticmethod
+    def _choose(backend: Backend) -> Literal["httpx", "aiohttp"]:
+        if backend == "httpx":
+            return "httpx"
+        if not _asyncio_running():
+            if backend == "aiohttp":
+                raise InvalidRequestError(
+                    "the aiohttp transport runs only under asyncio; use backend='httpx' "
+                    "under trio (and create the client inside the running event loop)"
+                )
+            return "httpx"  # trio, or no loop yet: aiohttp cannot run there
+        if backend == "auto" and _env_proxies():
+            return "httpx"  # httpx's own transport honours them; the aiohttp session does not
+        try:
+            import httpx_aiohttp  # noqa: F401, PLC0415 - is the fast extra installed?
+        except ImportError as exc:
+            if backend == "aiohttp":
+                raise InvalidRequestError(
+                    "the aiohttp transport needs the fast extra: pip install 'xferkit[fast]'"
+                ) from exc
+            return "httpx"
+        return "aiohttp"
+
+    @property
+    def backend(self) -> str:
+        """The transport in use: ``"httpx"``, ``"aiohttp"``, or ``"caller"`` (their client)."""
+        return self._backend
 
     async def send(self, request: HttpRequest, *, timeout: float) -> HttpResponse:
         """Send ``request`` once, bounded by ``timeout`` seconds per phase.
@@ -64,11 +256,11 @@ class Transport:
                 content=request.body,
                 timeout=httpx.Timeout(timeout),
             )
-        except _NOT_SENT as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}", sent=False) from exc
         except httpx.HTTPError as exc:
-            # Read/write timeouts, resets and protocol errors: the venue may have the request.
-            raise SendError(f"{type(exc).__name__}: {exc}", sent=True) from exc
+            raise _classify(exc) from exc
+        except _aiohttp_errors() as exc:
+            # Errors httpx-aiohttp does not translate (malformed responses, for one).
+            raise _classify(exc) from exc
         return HttpResponse(
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
@@ -76,6 +268,6 @@ class Transport:
         )
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this transport created it."""
+        """Close the HTTP client (and its aiohttp session) if this transport created it."""
         if self._owned:
             await self._client.aclose()

@@ -100,7 +100,7 @@ def verify(request: httpx.Request) -> None:
 
 @pytest.fixture
 async def mocked() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_called=False) as router:
+    async with respx.mock(base_url=BASE, assert_all_called=False, using="httpx") as router:
         router.get("/v4/public/time").mock(side_effect=lambda _: time_response())
         yield router
 
