@@ -344,8 +344,10 @@ class Client:
         outcome: its `Receipt`, or the exception it raised (an `XferError`, with
         ``error.request`` set to the request); one failure never stops the batch. Venue rate
         limits apply as for single transfers.
-        Stopping the iteration early cancels the transfers still running; their intents stay
-        in the journal for `resume()`.
+        Closing the iterator early (``async with contextlib.aclosing(client.transfer_many(...))``
+        makes that deterministic; a bare ``break`` leaves it to garbage collection) cancels the
+        transfers still running and returns once they have recorded their state: their
+        intents are then free for `resume()`.
 
         Raises:
             InvalidRequestError: ``concurrency`` is not a positive int.
@@ -357,7 +359,8 @@ class Client:
         assert self._tasks is not None  # noqa: S101 - set whenever the client is open
         send, receive = anyio.create_memory_object_stream[_BatchItem](concurrency)
         batch = anyio.CancelScope()
-        self._tasks.start_soon(self._run_batch, requests, concurrency, send, batch)
+        stopped = anyio.Event()
+        self._tasks.start_soon(self._run_batch, requests, concurrency, send, batch, stopped)
         try:
             async with receive:
                 async for item in receive:
@@ -366,6 +369,10 @@ class Client:
                     yield item
         finally:
             batch.cancel()
+            # Wait for the cancelled transfers to finish recording: once the iterator is
+            # closed, the journal is consistent and resume() finds their leases free.
+            with anyio.CancelScope(shield=True):
+                await stopped.wait()
 
     async def _run_batch(
         self,
@@ -373,8 +380,21 @@ class Client:
         concurrency: int,
         send: MemoryObjectSendStream[_BatchItem],
         batch: anyio.CancelScope,
+        stopped: anyio.Event,
     ) -> None:
         slots = anyio.Semaphore(concurrency)
+        try:
+            await self._feed_workers(requests, slots, send, batch)
+        finally:
+            stopped.set()
+
+    async def _feed_workers(
+        self,
+        requests: Iterable[TransferRequest] | AsyncIterable[TransferRequest],
+        slots: anyio.Semaphore,
+        send: MemoryObjectSendStream[_BatchItem],
+        batch: anyio.CancelScope,
+    ) -> None:
         with batch:
             async with send, anyio.create_task_group() as workers:
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
@@ -119,15 +120,20 @@ async def test_requests_are_pulled_lazily(make_client: MakeClient) -> None:
 async def test_stopping_early_cancels_the_rest_and_leaves_them_resumable(
     make_client: MakeClient, journal: Journal, fake_xt: FakeXT
 ) -> None:
-    """Breaking out of the loop cancels running transfers; their intents stay for resume()."""
+    """Closing the iterator early stops the batch; what it started is left free for resume()."""
+    unresolved = [TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN]
     async with make_client() as client:
-        async for _ in client.transfer_many([request(n) for n in range(50)], concurrency=8):
-            break
-        unsettled = await journal.list(statuses=[TransferStatus.PENDING, TransferStatus.IN_FLIGHT])
+        batch = client.transfer_many([request(n) for n in range(50)], concurrency=8)
+        async with contextlib.aclosing(batch):
+            async for _ in batch:
+                break
+        executed_when_stopped = len(fake_xt.audit)
         for receipt in await client.resume():
             assert receipt.status is TransferStatus.SUCCEEDED
+        left = await journal.list(statuses=unresolved)
+    assert executed_when_stopped < 50  # the rest of the batch really was stopped
+    assert left == []  # and nothing it started was left unsettled
     assert all(count == 1 for count in fake_xt.executions_by_token().values())
-    assert len(unsettled) <= 50
 
 
 async def test_async_iterables_and_a_failing_source(make_client: MakeClient) -> None:

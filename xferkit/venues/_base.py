@@ -10,7 +10,7 @@ import enum
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +30,7 @@ __all__ = [
     "Venue",
     "env_credential",
     "http_triage",
+    "resolve_account",
     "strip_base_url",
 ]
 
@@ -61,6 +62,23 @@ def http_triage(response: HttpResponse, venue: str) -> dict[str, Any] | Outcome:
     if not isinstance(envelope, dict):
         return Ambiguous(reason=f"HTTP {status} with an unexpected JSON body")
     return envelope
+
+
+def resolve_account(value: object, field: str, accounts: Mapping[str, str], venue: str) -> str:
+    """Turn an account name, unified or the venue's own (any case), into the unified name.
+
+    ASCII only: case-folding would otherwise turn look-alikes ("\u017fpot") into real names.
+    """
+    if not isinstance(value, str) or not value.strip() or not value.isascii():
+        raise InvalidRequestError(f"{field} must be an account name such as 'spot'")
+    name = value.strip().lower()
+    if name in accounts:
+        return name
+    for unified, native in accounts.items():
+        if native.lower() == name:
+            return unified
+    choices = ", ".join(dict.fromkeys([*accounts, *accounts.values()]))
+    raise InvalidRequestError(f"{field} {value!r} is not an {venue} account; use one of {choices}")
 
 
 def env_credential(name: str) -> str:

@@ -40,6 +40,7 @@ from ._base import (
     TransferSpec,
     env_credential,
     http_triage,
+    resolve_account,
     strip_base_url,
 )
 
@@ -67,7 +68,6 @@ ACCOUNTS: Mapping[str, str] = {
     "futures": "futures",
     "otc": "otc",
 }
-_UNIFIED = {native: unified for unified, native in ACCOUNTS.items()}
 
 # Pairs HTX moves between: spot and each other account, plus the two coin-margined contract
 # accounts (which the spot ledger cannot show: such a transfer is never reconciled).
@@ -241,8 +241,8 @@ class HTX:
         margin_account: object = None,
     ) -> TransferSpec:
         """Check HTX's rules and return the canonical spec; raises ``InvalidRequestError``."""
-        source = _account(from_account, "from_account")
-        target = _account(to_account, "to_account")
+        source = resolve_account(from_account, "from_account", ACCOUNTS, "HTX")
+        target = resolve_account(to_account, "to_account", ACCOUNTS, "HTX")
         if source == target:
             raise InvalidRequestError(f"from_account and to_account are both {source!r}")
         if (source, target) not in SUPPORTED_PAIRS:
@@ -491,19 +491,6 @@ def _signed_host(base_url: str) -> str:
     if parts.port is not None and parts.port != default:
         host = f"{host}:{parts.port}"
     return host
-
-
-def _account(value: object, field: str) -> str:
-    # ASCII only: case-folding would otherwise turn look-alikes into real names.
-    if not isinstance(value, str) or not value.strip() or not value.isascii():
-        raise InvalidRequestError(f"{field} must be an account name such as 'spot'")
-    name = value.strip().lower()
-    if name in ACCOUNTS:
-        return name
-    if name in _UNIFIED:
-        return _UNIFIED[name]
-    choices = ", ".join([*ACCOUNTS, *(n for n in _UNIFIED if n not in ACCOUNTS)])
-    raise InvalidRequestError(f"{field} {value!r} is not an HTX account; use one of {choices}")
 
 
 def _margin_account(value: object) -> str:

@@ -28,7 +28,14 @@ from .._exceptions import (
 from .._http import HttpRequest, HttpResponse
 from .._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from .._validation import amount_text, normalize_amount, normalize_currency
-from ._base import AmbiguityPolicy, TransferSpec, env_credential, http_triage, strip_base_url
+from ._base import (
+    AmbiguityPolicy,
+    TransferSpec,
+    env_credential,
+    http_triage,
+    resolve_account,
+    strip_base_url,
+)
 
 __all__ = ["DEFAULT_XT_BASE_URL", "XT", "classify_code", "sign"]
 
@@ -44,7 +51,6 @@ ACCOUNTS: Mapping[str, str] = {
     "usdt_futures": "FUTURES_U",
     "coin_futures": "FUTURES_C",
 }
-_UNIFIED = {native: unified for unified, native in ACCOUNTS.items()}
 _SYMBOL = re.compile(r"[a-z0-9]+_[a-z0-9]+")
 
 # A fixed namespace so bizIds stay the same across versions, processes and lost journals.
@@ -179,8 +185,8 @@ class XT:
         margin_account: object = None,
     ) -> TransferSpec:
         """Check XT's rules and return the canonical spec; raises ``InvalidRequestError``."""
-        source = _account(from_account, "from_account")
-        target = _account(to_account, "to_account")
+        source = resolve_account(from_account, "from_account", ACCOUNTS, "XT")
+        target = resolve_account(to_account, "to_account", ACCOUNTS, "XT")
         if source == target:
             raise InvalidRequestError(f"from_account and to_account are both {source!r}")
         if margin_account is not None:
@@ -307,16 +313,3 @@ def _message(envelope: Mapping[str, object]) -> str:
     if isinstance(messages, list) and messages:
         return "; ".join(str(m) for m in messages)
     return ""
-
-
-def _account(value: object, field: str) -> str:
-    # ASCII only: case-folding would otherwise turn look-alikes ("\u017fpot") into real names.
-    if not isinstance(value, str) or not value.strip() or not value.isascii():
-        raise InvalidRequestError(f"{field} must be an account name such as 'spot'")
-    name = value.strip()
-    if name.lower() in ACCOUNTS:
-        return name.lower()
-    if name.upper() in _UNIFIED:
-        return _UNIFIED[name.upper()]
-    choices = ", ".join([*ACCOUNTS, *_UNIFIED])
-    raise InvalidRequestError(f"{field} {value!r} is not an XT account; use one of {choices}")
