@@ -91,17 +91,21 @@ def backoff_wait(
     return wait
 
 
+class _StopAtDeadline(tenacity.stop.stop_base):
+    def __init__(self, clock: Clock, deadline_at: float | None) -> None:
+        self._clock = clock
+        self._deadline_at = deadline_at
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if self._deadline_at is None:
+            return False
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return self._clock.monotonic() + upcoming >= self._deadline_at
+
+
 def deadline_stop(clock: Clock, deadline_at: float | None) -> tenacity.stop.stop_base:
     """A tenacity ``stop`` that gives up when the next wait would end past ``deadline_at``."""
-
-    class _StopAtDeadline(tenacity.stop.stop_base):
-        def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-            if deadline_at is None:
-                return False
-            upcoming = retry_state.upcoming_sleep or 0.0
-            return clock.monotonic() + upcoming >= deadline_at
-
-    return _StopAtDeadline()
+    return _StopAtDeadline(clock, deadline_at)
 
 
 @attrs.define

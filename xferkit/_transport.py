@@ -65,6 +65,7 @@ DEFAULT_LIMITS = httpx.Limits(
 DEFAULT_TIMEOUT = httpx.Timeout(_DEFAULT_TIMEOUT_SECONDS)
 """Per-phase timeout of a client built here; `Transport.send` always passes its own."""
 USER_AGENT = "xferkit/0.1"
+_URL_CACHE_SIZE = 64
 
 # Failures raised before a single byte of the request could reach the venue (httpx's own
 # transport; aiohttp's failures are judged by `_aiohttp_sent`).
@@ -145,7 +146,8 @@ def _aiohttp_transport() -> httpx.AsyncBaseTransport:
         ImportError: the ``fast`` extra (httpx-aiohttp, aiohttp) is not installed.
     """
     import aiohttp  # noqa: PLC0415 - optional, and ~50 ms to import: only when chosen
-    from httpx_aiohttp import AiohttpTransport  # noqa: PLC0415
+
+    from ._aiohttp import AiohttpTransport  # noqa: PLC0415 - it imports aiohttp
 
     connector = aiohttp.TCPConnector(
         limit=_MAX_CONNECTIONS,  # as httpx's pool: one cap over all hosts
@@ -172,7 +174,7 @@ def _aiohttp_transport() -> httpx.AsyncBaseTransport:
         auto_decompress=False,  # httpx decodes the body
         raise_for_status=False,
     )
-    return AiohttpTransport(client=session)
+    return AiohttpTransport(session)
 
 
 class Transport:
@@ -199,6 +201,7 @@ class Transport:
                 f"backend must be 'auto', 'httpx' or 'aiohttp', not {backend!r}"
             )
         self._owned = http_client is None
+        self._urls: dict[str, httpx.URL] = {}
         if http_client is not None:
             if backend != "auto":
                 raise InvalidRequestError(
@@ -211,6 +214,7 @@ class Transport:
         self._backend = self._choose(backend)
         transport = _aiohttp_transport() if self._backend == "aiohttp" else None
         self._client = _httpx_client(transport)
+        self._default_headers = dict(self._client.headers)
         _log.debug("HTTP transport: %s (asked for %s)", self._backend, backend)
 
     @staticmethod
@@ -227,7 +231,7 @@ class Transport:
         if backend == "auto" and _env_proxies():
             return "httpx"  # httpx's own transport honours them; the aiohttp session does not
         try:
-            import httpx_aiohttp  # noqa: F401, PLC0415 - is the fast extra installed?
+            import aiohttp  # noqa: F401, PLC0415 - is the fast extra installed?
         except ImportError as exc:
             if backend == "aiohttp":
                 raise InvalidRequestError(
@@ -249,23 +253,62 @@ class Transport:
                 have reached the venue.
         """
         try:
-            response = await self._client.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                content=request.body,
-                timeout=httpx.Timeout(timeout),
-            )
+            if self._owned:
+                response = await self._send_direct(request, timeout)
+            else:
+                response = await self._client.request(
+                    request.method,
+                    request.url,
+                    headers=dict(request.headers),
+                    content=request.body,
+                    timeout=httpx.Timeout(timeout),
+                )
         except httpx.HTTPError as exc:
             raise _classify(exc) from exc
         except _aiohttp_errors() as exc:
-            # Errors httpx-aiohttp does not translate (malformed responses, for one).
+            # Errors a caller's aiohttp-backed transport does not translate.
             raise _classify(exc) from exc
         return HttpResponse(
             status=response.status_code,
             headers={k.lower(): v for k, v in response.headers.items()},
             body=response.content,
         )
+
+    async def _send_direct(self, request: HttpRequest, timeout: float) -> httpx.Response:
+        """Hand the request straight to the client's transport for its URL.
+
+        A client built here has no auth, hooks, redirects or cookies to apply, and
+        ``AsyncClient.request``'s machinery for them (request merging, the auth and redirect
+        generators, response stream wrapping) was about a third of the CPU of a raw
+        httpx loop on the aiohttp transport. ``_transport_for_url`` is private httpx API; it
+        is used, not the transport itself, because it also chooses the environment's proxy
+        mounts and is where respx's httpx-level mocks plug in.
+        """
+        http_request = httpx.Request(
+            request.method,
+            self._url(request.url),
+            headers={**self._default_headers, **request.headers},
+            content=request.body,
+            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
+        )
+        transport = self._client._transport_for_url(http_request.url)
+        response = await transport.handle_async_request(http_request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    def _url(self, url: str) -> httpx.URL:
+        """``url`` parsed, from a small cache: a venue's transfer URL repeats on every send."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if "?" not in url:  # a signed query string (HTX) never repeats
+                if len(self._urls) >= _URL_CACHE_SIZE:
+                    self._urls.clear()
+                self._urls[url] = parsed
+        return parsed
 
     async def aclose(self) -> None:
         """Close the HTTP client (and its aiohttp session) if this transport created it."""

@@ -92,7 +92,7 @@ async def test_a_refusal_that_cannot_be_recorded_is_reported_unknown(clock: Virt
     """A refusal whose FAILED record is lost is not final: resume() could still send it."""
     fake = new_fake(clock)
     journal = FlakyJournal(clock)
-    journal.fail_saves_from = 2  # the IN_FLIGHT write succeeds, the FAILED one does not
+    journal.fail_saves_from = 1  # the claim records IN_FLIGHT; the FAILED write fails
     with pytest.raises(xferkit.TransferOutcomeUnknownError) as raised:
         await run(journal, fake, clock, amount="999999999")
     assert isinstance(raised.value.__cause__, xferkit.InsufficientBalanceError)
@@ -107,7 +107,7 @@ async def test_a_journal_failure_after_an_ambiguous_send_is_unknown(clock: Virtu
     plan.force(Fault.DROP_AFTER)
     fake = new_fake(clock, plan)
     journal = FlakyJournal(clock)
-    journal.fail_saves_from = 2  # the write before the resend fails
+    journal.fail_saves_from = 1  # the write before the resend fails
     with pytest.raises(xferkit.TransferOutcomeUnknownError):
         await run(journal, fake, clock)
     assert len(fake.audit) == 1
@@ -117,7 +117,7 @@ async def test_a_success_that_cannot_be_recorded_is_still_returned(clock: Virtua
     """The caller learns the money moved even if the SUCCEEDED record is lost."""
     fake = new_fake(clock)
     journal = FlakyJournal(clock)
-    journal.fail_saves_from = 2
+    journal.fail_saves_from = 1  # the SUCCEEDED write (the claim recorded IN_FLIGHT)
     receipt = await run(journal, fake, clock)
     assert receipt.status is TransferStatus.SUCCEEDED
     assert len(fake.audit) == 1
