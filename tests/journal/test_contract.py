@@ -365,3 +365,47 @@ async def test_sqlite_group_commit_is_on_disk_for_each_caller(tmp_path: Path) ->
     finally:
         await journal.aclose()
     assert missing == []
+
+
+async def test_sqlite_fails_the_whole_group_when_sqlite_ends_the_transaction(
+    tmp_path: Path,
+) -> None:
+    """When SQLite itself rolls a group's transaction back (disk full, I/O error), every write
+    in it fails and none is on disk, rather than neighbours reported failed yet kept."""
+    path = tmp_path / "j.sqlite3"
+    journal = SqliteJournal(path)
+    await journal.open()
+    results: dict[str, BaseException | None] = {}
+
+    def disk_full(db: sqlite3.Connection) -> None:
+        db.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL or SQLITE_IOERR
+        raise sqlite3.OperationalError("database or disk is full")
+
+    async def claim(key: str) -> None:
+        try:
+            await journal.claim(make_intent(key), owner="a", lease_seconds=LEASE)
+        except JournalError as exc:
+            results[key] = exc
+        else:
+            results[key] = None
+
+    async def failing() -> None:
+        try:
+            await journal._write(disk_full, key="m")
+        except JournalError as exc:
+            results["m"] = exc
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim, "first")  # commits alone; the rest queue behind it
+            await anyio.sleep(0)
+            tg.start_soon(claim, "a")
+            tg.start_soon(failing)
+            tg.start_soon(claim, "z")
+    finally:
+        await journal.aclose()
+    assert results["first"] is None
+    assert all(isinstance(results[k], JournalError) for k in ("a", "m", "z"))
+    with sqlite3.connect(path) as other:
+        keys = {row[0] for row in other.execute("SELECT key FROM intents")}
+    assert keys == {"first"}

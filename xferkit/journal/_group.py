@@ -3,8 +3,9 @@
 Writes that arrive while a commit is in progress wait and then go out together in the next
 one, so with many transfers in flight the journal pays one fsync per group instead of one per
 write, and needs no artificial delay. Nothing is weakened: a write returns only after the
-commit that holds it, and each write runs in its own savepoint, so one refused write (a lost
-lease, a ledger row already claimed) never undoes its neighbours.
+commit that holds it, and one refused write (a lost lease, a ledger row already claimed) never
+undoes its neighbours: each backend isolates writes (PostgreSQL with a savepoint each, SQLite
+by keeping every write to one statement, which it undoes alone on failure).
 
 The caller that finds no commit in progress runs the next one (shielded: a cancellation
 never leaves the others waiting); when it is done it hands the job to the oldest waiter.

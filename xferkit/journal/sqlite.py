@@ -26,10 +26,11 @@ from ._base import (
     Claim,
     Intent,
     decide_claim,
-    decide_save,
     from_timestamp,
     intent_from_row,
+    lease_lost,
     to_timestamp,
+    with_lease,
 )
 from ._group import GroupCommit, Write
 
@@ -71,6 +72,12 @@ _COLUMNS = (
     "lease_owner, lease_expires_at"
 )
 _UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
+# A save writes every column but the key, and only while the saver holds the lease.
+_SAVE = (
+    "UPDATE intents SET "  # noqa: S608
+    + ", ".join(f"{name} = ?" for name in _COLUMNS.split(", ")[1:])
+    + " WHERE key = ? AND lease_owner = ?"
+)
 
 
 def _row(intent: Intent) -> tuple[object, ...]:
@@ -151,7 +158,12 @@ class SqliteJournal:
         return await self._group.submit(fn, key=key)
 
     async def _commit_batch(self, batch: list[Write[Any]]) -> None:
-        """One transaction, one fsync, for every write in ``batch``; a savepoint each."""
+        """One transaction, one fsync, for every write in ``batch``.
+
+        No savepoints: every write changes the file with at most one statement, and SQLite
+        undoes a failed statement by itself, so a refused write leaves its neighbours intact.
+        An error that ends the whole transaction (disk full, I/O) fails the whole batch.
+        """
         db = self._db
         if db is None:
             raise JournalError(f"{self!r} is not open")
@@ -164,20 +176,20 @@ class SqliteJournal:
                 raise JournalError(f"journal {path} failed: {exc}") from exc
             try:
                 for write in batch:
-                    db.execute("SAVEPOINT write")
                     try:
                         write.value = write.run(db)
                     except (JournalError, sqlite3.Error) as exc:
-                        db.execute("ROLLBACK TO write")
+                        if not db.in_transaction:
+                            raise  # SQLite rolled everything back: no write here is durable
                         write.error = (
                             exc
                             if isinstance(exc, JournalError)
                             else JournalError(f"journal {path} failed: {exc}")
                         )
-                    db.execute("RELEASE write")
                 db.execute("COMMIT")
             except BaseException as exc:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise JournalError(f"journal {path} failed: {exc}") from exc
                 raise
@@ -273,15 +285,15 @@ class SqliteJournal:
         """Write the intent if ``owner`` holds its lease. Durable on return."""
         now = self._now()
 
+        row = _row(with_lease(intent, owner=owner, now=now, lease_seconds=lease_seconds))
+
         def save(db: sqlite3.Connection) -> None:
-            row = decide_save(
-                self._select(db, intent.key),
-                intent,
-                owner=owner,
-                now=now,
-                lease_seconds=lease_seconds,
-            )
-            db.execute(_UPSERT, _row(row))
+            # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
+            if db.execute(_SAVE, (*row[1:], intent.key, owner)).rowcount != 1:
+                holder = db.execute(
+                    "SELECT lease_owner FROM intents WHERE key = ?", (intent.key,)
+                ).fetchone()
+                raise lease_lost(intent.key, None if holder is None else holder[0], owner)
 
         await self._write(save, key=intent.key)
 
