@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import attrs
 import pytest
 
@@ -398,7 +399,7 @@ async def test_sqlite_fails_the_whole_group_when_sqlite_ends_the_transaction(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(claim, "first")  # commits alone; the rest queue behind it
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
             tg.start_soon(claim, "a")
             tg.start_soon(failing)
             tg.start_soon(claim, "z")
