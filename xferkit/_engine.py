@@ -43,7 +43,7 @@ from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal, LeaseLostError, StoredError
-from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue
+from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
 
@@ -114,6 +114,7 @@ class _Progress:
     """What one drive has learnt so far; ``intent`` is the latest state to write."""
 
     intent: Intent
+    spec: TransferSpec
     maybe_executed: bool
     sent_this_call: int = 0
     budget_spent: int = 0
@@ -134,9 +135,12 @@ def _utc(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.time(), tz=timezone.utc)
 
 
-def receipt_from_intent(intent: Intent, *, replayed: bool) -> Receipt:
-    """Build the caller's receipt from a journal intent."""
-    spec = TransferSpec.from_canonical_json(intent.params)
+def receipt_from_intent(
+    intent: Intent, *, replayed: bool, spec: TransferSpec | None = None
+) -> Receipt:
+    """Build the caller's receipt from a journal intent (whose ``spec`` may be known)."""
+    if spec is None:
+        spec = TransferSpec.from_canonical_json(intent.params)
     return Receipt(
         venue=intent.venue,
         key=intent.key,
@@ -207,11 +211,12 @@ class Engine:
         # per transfer. A ledger venue's claim stays PENDING: until it is sent, it must not
         # hold back identical movements (`_wait_for_identical`).
         first_attempt = venue.ambiguity_policy is AmbiguityPolicy.RESEND
+        params = spec.canonical_json()
         intent = Intent(
             key=key,
             venue=venue.name,
-            fingerprint=spec.fingerprint(),
-            params=spec.canonical_json(),
+            fingerprint=fingerprint(params),
+            params=params,
             token=token,
             body=venue.transfer_body(spec, token),
             created_at=now,
@@ -220,7 +225,7 @@ class Engine:
             first_sent_at=now if first_attempt else None,
             last_sent_at=now if first_attempt else None,
         )
-        return await self._claim_and_drive(runtime, intent, self._deadline_at(deadline))
+        return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
 
     async def resume(self, runtime: VenueRuntime, intent: Intent) -> Receipt | None:
         """Drive a stored unfinished intent; ``None`` if another worker holds its lease."""
@@ -239,7 +244,7 @@ class Engine:
             return None  # taken over by another worker, which settles it
 
     async def _claim_and_drive(
-        self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
+        self, runtime: VenueRuntime, intent: Intent, spec: TransferSpec, deadline_at: float | None
     ) -> Receipt:
         joined = False  # whether this call waited for another worker's drive of the same key
         while True:
@@ -263,7 +268,7 @@ class Engine:
             if claim.owned:
                 try:
                     return await self._drive(
-                        runtime, stored, owner, deadline_at, fresh=claim.created
+                        runtime, stored, owner, deadline_at, fresh=claim.created, spec=spec
                     )
                 except LeaseLostError:
                     # Our lease lapsed and another worker took the intent over: it settles it
@@ -306,8 +311,12 @@ class Engine:
         deadline_at: float | None,
         *,
         fresh: bool = False,
+        spec: TransferSpec | None = None,
     ) -> Receipt:
-        """Drive a claimed intent; ``fresh`` if this call's claim created it (nothing sent)."""
+        """Drive a claimed intent; ``fresh`` if this call's claim created it (nothing sent).
+
+        ``spec`` is the intent's parsed ``params``, when the caller has it at hand.
+        """
         done = anyio.Event()
         self._driving[intent.key] = done
         # PENDING is never sent (IN_FLIGHT is durable before the first send); anything later
@@ -315,6 +324,7 @@ class Engine:
         # it already IN_FLIGHT (`transfer`).
         progress = _Progress(
             intent=intent,
+            spec=spec or TransferSpec.from_canonical_json(intent.params),
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
             attempt_recorded=fresh and intent.status is TransferStatus.IN_FLIGHT,
         )
@@ -378,7 +388,7 @@ class Engine:
         """
         venue = runtime.venue
         assert isinstance(venue, LedgerVenue)  # noqa: S101 - RECONCILE venues read a ledger
-        spec = TransferSpec.from_canonical_json(progress.intent.params)
+        spec = progress.spec
         group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
         lock = self._group_locks.setdefault(group, anyio.Lock())
         try:
@@ -634,7 +644,7 @@ class Engine:
             # Even unrecorded, the caller must learn it executed (or it may retry with a new
             # key); the journal's IN_FLIGHT row then settles to the same answer on resume().
             await self._record(final, owner)
-            return receipt_from_intent(final, replayed=False)
+            return receipt_from_intent(final, replayed=False, spec=progress.spec)
         refusal = _refusal(outcome, progress.maybe_executed)
         if refusal is None:
             last = outcome.last if isinstance(outcome, _Exhausted) else outcome

@@ -29,6 +29,7 @@ __all__ = [
     "TransferSpec",
     "Venue",
     "env_credential",
+    "fingerprint",
     "http_triage",
     "resolve_account",
     "strip_base_url",
@@ -94,6 +95,11 @@ def strip_base_url(url: object) -> str:
     return str(url).rstrip("/")
 
 
+def fingerprint(canonical_json: str) -> str:
+    """`TransferSpec.fingerprint` of the spec whose `TransferSpec.canonical_json` is given."""
+    return hashlib.sha256(canonical_json.encode()).hexdigest()
+
+
 @attrs.frozen(kw_only=True)
 class TransferSpec:
     """A validated transfer in canonical form: what the fingerprint and the journal hold.
@@ -118,7 +124,7 @@ class TransferSpec:
 
     def fingerprint(self) -> str:
         """Hash of the canonical parameters: equal iff the same transfer was asked for."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+        return fingerprint(self.canonical_json())
 
     def same_movement(self, other: TransferSpec) -> bool:
         """Whether ``other`` moves the same amount of the same currency between the same
