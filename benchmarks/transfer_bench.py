@@ -1,7 +1,7 @@
 """Transfer throughput and latency against the loopback fake XT: raw loops, ccxt and xferkit.
 
 Run as ``python benchmarks/transfer_bench.py`` (or ``nox -s bench``); the comparison rows need
-the ``bench`` extra (``pip install -e '.[bench]'``: ccxt, aiohttp, httpx-aiohttp) and are
+the ``bench`` extra (``pip install -e '.[bench]'``: ccxt, aiohttp) and are
 skipped without it. A child process serves a `FakeXT` (no faults, balances nothing can
 exhaust) with ``xferkit.testing.serve``, a real HTTP/1.1 server on loopback, so the server does
 not share the client's event loop. Against it, for concurrency 1, 8 and 32, each client
@@ -19,7 +19,8 @@ transfers as fast as it can:
   Everything else (request building, aiohttp session, error handling, parsing) is ccxt's.
 * ``raw httpx`` and ``raw httpx+aiohttp``: the same loop as ``raw aiohttp``, on an
   ``httpx.AsyncClient`` built exactly as xferkit builds its own: httpx's transport, or
-  httpx-aiohttp's ``AiohttpTransport`` over an aiohttp session. The floor for each transport.
+  xferkit's aiohttp-backed httpx transport (``xferkit._aiohttp``). The floor for each transport
+  through ``AsyncClient.post``; xferkit's own client hands requests to the transport directly.
 * ``xferkit <journal> / <transport>``: ``Client.transfer()`` with ``XT(rate_limit=1e9)`` (the
   limiter never waits) and ``MemoryJournal``, ``SqliteJournal`` (a fresh file in a temporary
   directory) or ``PostgresJournal`` (a schema of its own, dropped afterwards; a pool as large
@@ -547,7 +548,7 @@ def available_clients(
         for transport in TRANSPORTS:
             clients[f"xferkit {journal} / {transport}"] = xferkit_client(make, transport)
     wanted = set(args.only.split(",")) if args.only else set(CLIENTS)
-    fast = find_spec("httpx_aiohttp") is not None
+    fast = find_spec("aiohttp") is not None
     for name in list(clients):
         module = NEEDS_BENCH_EXTRA.get(name)
         missing = (module is not None and find_spec(module) is None) or (
@@ -569,7 +570,7 @@ def preload_and_freeze() -> None:
     ``gc.freeze()`` moves the objects that exist now out of the collector's way, for every row
     alike; objects the rows create are still collected as usual.
     """
-    for module in ("aiohttp", "httpx_aiohttp", "ccxt.async_support", "asyncpg"):
+    for module in ("aiohttp", "ccxt.async_support", "asyncpg"):
         if find_spec(module.split(".")[0]) is not None:
             importlib.import_module(module)
     gc.collect()
@@ -611,7 +612,7 @@ async def main(args: argparse.Namespace) -> None:
         if postgres:
             await drop_schema(args.dsn, schema)
     versions = ", ".join(
-        f"{name} {version(name)}" for name in ("httpx", "aiohttp", "httpx-aiohttp", "ccxt")
+        f"{name} {version(name)}" for name in ("httpx", "aiohttp", "ccxt")
     )
     print(
         f"transfer() against the loopback FakeXT (child process): {args.seconds:g} s per row "

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import anyio
+import httpx
 import pytest
 
 import xferkit
 from xferkit import TransferStatus
 from xferkit.journal import Journal
-from xferkit.testing import FakeXT, Fault, FaultPlan, VirtualClock
+from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
 from .conftest import MakeClient, transfer_args
 
@@ -234,3 +236,39 @@ async def test_unknown_venue_is_refused_before_io(make_client: MakeClient, fake_
         with pytest.raises(xferkit.InvalidRequestError, match="not configured"):
             await client.transfer("binance", **transfer_args())
     assert not fake_xt.requests
+
+
+async def test_a_transfer_cancelled_before_its_request_left_is_put_back_to_pending(
+    xt: xferkit.XT, fake_xt: FakeXT, clock: VirtualClock, journal: Journal
+) -> None:
+    """On XT the claim records the first attempt IN_FLIGHT; cancelled before that request left
+    (here while reading the venue's clock), the intent goes back to PENDING, never sent, and
+    resume() then executes it once."""
+    inner = FakeTransport(fake_xt)
+    clock_readable = anyio.Event()
+
+    class StallingClockReads(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "GET" and not clock_readable.is_set():
+                await anyio.sleep_forever()
+            return await inner.handle_async_request(request)
+
+    async with (
+        httpx.AsyncClient(transport=StallingClockReads()) as http_client,
+        xferkit.Client(xt, journal=journal, http_client=http_client, clock=clock) as client,
+    ):
+        with anyio.move_on_after(0.2) as scope:
+            await client.transfer("xt", **transfer_args(), key="k1")
+        assert scope.cancelled_caught
+        stored = await journal.get("k1")
+        assert stored is not None
+        assert stored.status is TransferStatus.PENDING
+        assert (stored.attempts, stored.first_sent_at, stored.last_sent_at) == (0, None, None)
+        assert stored.lease_owner is None  # freed for resume() at once
+        assert not fake_xt.requests
+
+        clock_readable.set()
+        (receipt,) = await client.resume()
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.attempts == 1
+    assert fake_xt.executions_by_token()[xt.idempotency_token("k1")] == 1
