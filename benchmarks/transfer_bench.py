@@ -611,9 +611,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         if postgres:
             await drop_schema(args.dsn, schema)
-    versions = ", ".join(
-        f"{name} {version(name)}" for name in ("httpx", "aiohttp", "ccxt")
-    )
+    versions = ", ".join(f"{name} {version(name)}" for name in ("httpx", "aiohttp", "ccxt"))
     print(
         f"transfer() against the loopback FakeXT (child process): {args.seconds:g} s per row "
         f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds; "
