@@ -13,10 +13,12 @@ no connection open needs no stream wrapper to close.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
 import httpx
+import yarl
 
 __all__ = ["AiohttpTransport", "to_httpx_error"]
 
@@ -65,14 +67,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
         self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, yarl.URL] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
         """The aiohttp session requests go through."""
         return self._session
 
-    def _timeout(self, extensions: dict[str, Any]) -> aiohttp.ClientTimeout:
-        phases = extensions.get("timeout", _NO_TIMEOUT)
+    def _timeout(self, phases: dict[str, float | None]) -> aiohttp.ClientTimeout:
         key = (phases.get("pool"), phases.get("connect"), phases.get("read"))
         timeout = self._timeouts.get(key)
         if timeout is None:
@@ -80,6 +82,48 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 self._timeouts.clear()
             timeout = self._timeouts[key] = _client_timeout(phases)
         return timeout
+
+    def _yarl(self, url: str) -> yarl.URL:
+        """``url`` exactly as given: aiohttp would otherwise re-quote it (``%3A`` goes out as
+        ``:``), and a signed query string must reach the venue byte for byte as signed."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = yarl.URL(url, encoded=True)
+            if "?" not in url:  # a signed query string (HTX) never repeats
+                if len(self._urls) > 64:
+                    self._urls.clear()
+                self._urls[url] = parsed
+        return parsed
+
+    async def send_bytes(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        timeout: float,
+    ) -> tuple[int, Sequence[tuple[bytes, bytes]], bytes]:
+        """Send one request without httpx's request and response objects, for xferkit's own
+        client (see ``Transport._send_direct``): status, raw header pairs, undecoded body.
+
+        ``timeout`` bounds every phase, as ``httpx.Timeout(timeout)`` does.
+
+        Raises:
+            httpx.TransportError: as `handle_async_request` does.
+        """
+        try:
+            async with self._session.request(
+                method,
+                self._yarl(url),
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=self._timeout({"pool": timeout, "connect": timeout, "read": timeout}),
+            ) as response:
+                return response.status, response.raw_headers, await response.read()
+        except aiohttp.ClientError as exc:
+            raise to_httpx_error(exc) from exc
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` and read the whole answer.
@@ -94,11 +138,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with self._session.request(
                 request.method,
-                str(request.url),
+                self._yarl(str(request.url)),
                 headers=headers,
                 data=await request.aread() or None,
                 allow_redirects=False,
-                timeout=self._timeout(request.extensions),
+                timeout=self._timeout(request.extensions.get("timeout", _NO_TIMEOUT)),
             ) as response:
                 body = await response.read()
         except aiohttp.ClientError as exc:

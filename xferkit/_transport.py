@@ -7,20 +7,21 @@ rests on.
 httpx is the HTTP API in every case; the transport under it is one of two backends:
 
 * ``"httpx"``: httpx's own (httpcore). Runs under asyncio and trio.
-* ``"aiohttp"``: httpx-aiohttp's ``AiohttpTransport`` over an aiohttp session, from the
-  ``fast`` extra. asyncio only. Several times httpx's own throughput with tens of concurrent
-  requests, where httpcore's pool bookkeeping grows with connections x waiters (see the
-  performance page).
+* ``"aiohttp"``: xferkit's ``AiohttpTransport`` (``_aiohttp``) over an aiohttp session, from
+  the ``fast`` extra. asyncio only. Several times httpx's own throughput with tens of
+  concurrent requests, where httpcore's pool bookkeeping grows with connections x waiters
+  (see the performance page).
 
 ``"auto"`` (the default) takes ``"aiohttp"`` when it is installed and asyncio is running, and
 ``"httpx"`` otherwise: under trio, without the extra, or when the environment names a proxy
 (the aiohttp session here does not read the environment). A caller's own
 ``httpx.AsyncClient`` is always used as given, whatever its transport.
 
-httpx-aiohttp translates aiohttp's exceptions into httpx's, but not into the ones that tell
-"never sent" from "may have arrived": it maps every ``aiohttp.ClientConnectionError``, including
-``ServerDisconnectedError`` after the request was written, to ``httpx.ConnectTimeout``. So a
-failure caused by aiohttp is judged by the aiohttp exception itself, never by its httpx name.
+A caller's client may sit on httpx-aiohttp, which translates aiohttp's exceptions into httpx's
+but not into the ones that tell "never sent" from "may have arrived": it maps every
+``aiohttp.ClientConnectionError``, including ``ServerDisconnectedError`` after the request was
+written, to ``httpx.ConnectTimeout``. So a failure caused by aiohttp is judged by the aiohttp
+exception itself, never by its httpx name.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Literal, get_args
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal, get_args
 
 import httpx
 
 from ._exceptions import InvalidRequestError
 from ._http import HttpRequest, HttpResponse
+
+if TYPE_CHECKING:
+    from ._aiohttp import AiohttpTransport
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -128,6 +133,28 @@ def _classify(exc: Exception) -> SendError:
     return SendError(f"{type(exc).__name__}: {exc}", sent=not isinstance(exc, _NOT_SENT))
 
 
+def _answer(response: httpx.Response) -> HttpResponse:
+    return HttpResponse(
+        status=response.status_code,
+        headers={k.lower(): v for k, v in response.headers.items()},
+        body=response.content,
+    )
+
+
+def _raw_answer(
+    status: int, raw_headers: Sequence[tuple[bytes, bytes]], body: bytes
+) -> HttpResponse:
+    """An answer read by `AiohttpTransport.send_bytes`, as `_answer` would give it."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value  # as httpx
+    if headers.get("content-encoding", "identity") != "identity":
+        # Compressed: let httpx decode it, as it does on its own path (venues rarely do this).
+        body = httpx.Response(status, headers=list(raw_headers), content=body).content
+    return HttpResponse(status=status, headers=headers, body=body)
+
+
 def _httpx_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=transport,
@@ -139,7 +166,7 @@ def _httpx_client(transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClie
     )
 
 
-def _aiohttp_transport() -> httpx.AsyncBaseTransport:
+def _aiohttp_transport() -> AiohttpTransport:
     """An httpx transport over a new aiohttp session, with every pool and timeout setting explicit.
 
     Raises:
@@ -202,6 +229,7 @@ class Transport:
             )
         self._owned = http_client is None
         self._urls: dict[str, httpx.URL] = {}
+        self._aiohttp: AiohttpTransport | None = None
         if http_client is not None:
             if backend != "auto":
                 raise InvalidRequestError(
@@ -212,8 +240,8 @@ class Transport:
             self._backend = "caller"
             return
         self._backend = self._choose(backend)
-        transport = _aiohttp_transport() if self._backend == "aiohttp" else None
-        self._client = _httpx_client(transport)
+        self._aiohttp = _aiohttp_transport() if self._backend == "aiohttp" else None
+        self._client = _httpx_client(self._aiohttp)
         self._default_headers = dict(self._client.headers)
         _log.debug("HTTP transport: %s (asked for %s)", self._backend, backend)
 
@@ -254,27 +282,22 @@ class Transport:
         """
         try:
             if self._owned:
-                response = await self._send_direct(request, timeout)
-            else:
-                response = await self._client.request(
-                    request.method,
-                    request.url,
-                    headers=dict(request.headers),
-                    content=request.body,
-                    timeout=httpx.Timeout(timeout),
-                )
+                return await self._send_direct(request, timeout)
+            response = await self._client.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                content=request.body,
+                timeout=httpx.Timeout(timeout),
+            )
         except httpx.HTTPError as exc:
             raise _classify(exc) from exc
         except _aiohttp_errors() as exc:
             # Errors a caller's aiohttp-backed transport does not translate.
             raise _classify(exc) from exc
-        return HttpResponse(
-            status=response.status_code,
-            headers={k.lower(): v for k, v in response.headers.items()},
-            body=response.content,
-        )
+        return _answer(response)
 
-    async def _send_direct(self, request: HttpRequest, timeout: float) -> httpx.Response:
+    async def _send_direct(self, request: HttpRequest, timeout: float) -> HttpResponse:
         """Hand the request straight to the client's transport for its URL.
 
         A client built here has no auth, hooks, redirects or cookies to apply, and
@@ -283,21 +306,35 @@ class Transport:
         httpx loop on the aiohttp transport. ``_transport_for_url`` is private httpx API; it
         is used, not the transport itself, because it also chooses the environment's proxy
         mounts and is where respx's httpx-level mocks plug in.
+
+        When that transport is this client's own aiohttp one, the request skips httpx's
+        request and response objects too (`AiohttpTransport.send_bytes`): building and reading
+        them was most of what httpx still cost per transfer. The same headers go out, and
+        failures are the same httpx errors.
         """
+        headers = {**self._default_headers, **request.headers}
+        base, _, query = request.url.partition("?")
+        transport = self._client._transport_for_url(
+            self._url(base) if query else self._url(request.url)
+        )
+        if transport is self._aiohttp:
+            status, raw_headers, body = await self._aiohttp.send_bytes(
+                request.method, request.url, headers=headers, body=request.body, timeout=timeout
+            )
+            return _raw_answer(status, raw_headers, body)
         http_request = httpx.Request(
             request.method,
             self._url(request.url),
-            headers={**self._default_headers, **request.headers},
+            headers=headers,
             content=request.body,
             extensions={"timeout": httpx.Timeout(timeout).as_dict()},
         )
-        transport = self._client._transport_for_url(http_request.url)
         response = await transport.handle_async_request(http_request)
         try:
             await response.aread()
         finally:
             await response.aclose()
-        return response
+        return _answer(response)
 
     def _url(self, url: str) -> httpx.URL:
         """``url`` parsed, from a small cache: a venue's transfer URL repeats on every send."""

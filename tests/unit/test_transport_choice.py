@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import socket
 import struct
 import sys
@@ -395,6 +396,61 @@ async def test_read_timeout_is_sent_and_bounded(backend: str) -> None:
         elapsed = time.monotonic() - began
     assert error.sent is True
     assert elapsed < 3
+
+
+# -- what goes out and what comes back ---------------------------------------------------------
+
+OWN_BACKENDS = [
+    pytest.param("httpx", id="httpx"),
+    pytest.param("aiohttp", id="aiohttp", marks=needs_fast),
+]
+SIGNED_QUERY = "AccessKeyId=k&Timestamp=2026-11-21T10%3A00%3A00&Signature=a%2Bb%2F%3D"
+GZIPPED_ANSWER = gzip.compress(b'{"status":"ok"}')
+
+
+async def answer_gzipped(stream: SocketStream, heads: list[bytes]) -> None:
+    """Record the request (head and body), then answer with a gzipped body and a repeated
+    header."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < len(BODY):
+        data += await stream.receive()
+    heads.append(data)
+    await stream.send(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nX-Note: a\r\nX-Note: b\r\n"
+        + f"Content-Length: {len(GZIPPED_ANSWER)}\r\n\r\n".encode()
+        + GZIPPED_ANSWER
+    )
+
+
+@pytest.mark.parametrize("backend", OWN_BACKENDS)
+async def test_request_goes_out_as_signed_and_the_answer_is_read_alike(backend: str) -> None:
+    """Each backend sends the signed query and body byte for byte with the client's headers
+    (aiohttp would re-quote ``%3A`` to ``:`` if left to itself), and reads the answer the same
+    way: lower-cased names, repeated headers joined, a gzipped body decoded."""
+    heads: list[bytes] = []
+    async with tcp_server(lambda stream: answer_gzipped(stream, heads)) as port:
+        request = HttpRequest(
+            method="POST",
+            url=f"http://127.0.0.1:{port}/v2/account/transfer?{SIGNED_QUERY}",
+            headers={"content-type": "application/json"},
+            body=BODY,
+        )
+        async with transport_for(backend) as transport:
+            response = await transport.send(request, timeout=5)
+    (received,) = heads
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert body == BODY
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    assert request_line == f"POST /v2/account/transfer?{SIGNED_QUERY} HTTP/1.1"
+    sent = {
+        n.lower(): v.strip() for n, _, v in (line.partition(":") for line in header_lines if line)
+    }
+    assert sent["user-agent"] == "xferkit/0.1"
+    assert sent["content-type"] == "application/json"
+    assert sent["content-length"] == str(len(BODY))
+    assert response.status == 200
+    assert response.headers["x-note"] == "a, b"
+    assert response.json() == {"status": "ok"}
 
 
 # -- the classification table -------------------------------------------------------------------
