@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import attrs
 import pytest
 
 from xferkit import JournalError, SqliteJournal, TransferStatus
-from xferkit.journal import Intent, Journal, LeaseLostError, StoredError
+from xferkit.journal import Claim, Intent, Journal, LeaseLostError, StoredError
 
 from .conftest import ExpireLeases
 
@@ -410,3 +413,84 @@ async def test_sqlite_fails_the_whole_group_when_sqlite_ends_the_transaction(
     with sqlite3.connect(path) as other:
         keys = {row[0] for row in other.execute("SELECT key FROM intents")}
     assert keys == {"first"}
+
+
+async def test_sqlite_groups_a_commits_writes_and_each_gets_its_own_answer(
+    tmp_path: Path,
+) -> None:
+    """In one commit, new claims share one INSERT and leased saves one UPDATE, while a claim
+    of a stored key, two claims of one key and a refused save each get the answer they would
+    get alone."""
+    journal = SqliteJournal(tmp_path / "j.sqlite3")
+    await journal.open()
+    try:
+        for key in ("leased", "saved", "stolen"):
+            await journal.claim(make_intent(key), owner="a", lease_seconds=LEASE)
+        statements: list[str] = []
+        held, release = threading.Event(), threading.Event()
+
+        def hold(db: sqlite3.Connection) -> None:
+            db.set_trace_callback(statements.append)
+            held.set()
+            release.wait(10)  # the group below queues up behind this commit
+
+        answers: dict[str, Claim | LeaseLostError | str] = {}
+
+        async def claim(key: str, owner: str) -> None:
+            answers[f"{key}/{owner}"] = await journal.claim(
+                make_intent(key), owner=owner, lease_seconds=LEASE
+            )
+
+        stored = {key: await journal.get(key) for key in ("saved", "stolen")}
+
+        async def save(key: str, owner: str) -> None:
+            intent = stored[key]
+            assert intent is not None
+            try:
+                await journal.save(
+                    attrs.evolve(intent, status=TransferStatus.SUCCEEDED),
+                    owner=owner,
+                    lease_seconds=None,
+                )
+            except LeaseLostError as exc:
+                answers[f"{key}/{owner}"] = exc
+            else:
+                answers[f"{key}/{owner}"] = "saved"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(functools.partial(journal._write, hold, key=""))
+            await anyio.to_thread.run_sync(held.wait)
+            for n in range(5):
+                tg.start_soon(claim, f"new{n}", "b")
+            tg.start_soon(claim, "twice", "b")
+            tg.start_soon(claim, "twice", "c")
+            tg.start_soon(claim, "leased", "b")  # stored, leased to a
+            tg.start_soon(save, "saved", "a")
+            tg.start_soon(save, "stolen", "b")  # not b's lease
+            for _ in range(5):
+                await anyio.lowlevel.checkpoint()  # each has queued its write
+            release.set()
+        await journal._write(lambda db: db.set_trace_callback(None), key="")
+    finally:
+        await journal.aclose()
+
+    group = statements[statements.index("COMMIT") + 1 :]  # the commit after the held one
+    group = group[: group.index("COMMIT")]
+    assert sum(s.startswith("INSERT INTO intents") for s in group) == 1  # the five new keys
+    assert sum(s.startswith("UPDATE intents SET") and "FROM (VALUES" in s for s in group) == 1
+
+    def claimed(name: str) -> tuple[bool, bool]:
+        answer = answers[name]
+        assert isinstance(answer, Claim)
+        return answer.created, answer.owned
+
+    assert [claimed(f"new{n}/b") for n in range(5)] == [(True, True)] * 5
+    assert sorted([claimed("twice/b"), claimed("twice/c")]) == [(False, False), (True, True)]
+    assert claimed("leased/b") == (False, False)
+    assert answers["saved/a"] == "saved"
+    assert isinstance(answers["stolen/b"], LeaseLostError)
+    with sqlite3.connect(tmp_path / "j.sqlite3") as other:
+        rows = dict(other.execute("SELECT key, status FROM intents"))
+    assert rows["saved"] == TransferStatus.SUCCEEDED.value
+    assert rows["stolen"] == TransferStatus.PENDING.value
+    assert {f"new{n}" for n in range(5)} <= rows.keys()

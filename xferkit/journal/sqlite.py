@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
+import attrs
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._exceptions import JournalError
@@ -78,6 +79,22 @@ _SAVE = (
     + ", ".join(f"{name} = ?" for name in _COLUMNS.split(", ")[1:])
     + " WHERE key = ? AND lease_owner = ?"
 )
+_SELECT = f"SELECT {_COLUMNS} FROM intents WHERE key = ?"  # noqa: S608
+_HOLDER = "SELECT lease_owner FROM intents WHERE key = ?"
+# Grouped writes (`_run_grouped`): rows of every column, key first (as `_row`).
+_WIDTH = 18
+_ROW_PLACEHOLDERS = f"({', '.join('?' * _WIDTH)})"
+_INSERT_MANY = f"INSERT INTO intents ({_COLUMNS}) VALUES {{values}}"  # noqa: S608
+# The values are every column but the key, then the key (column18); the lease was checked.
+_UPDATE_MANY = (
+    "UPDATE intents SET "  # noqa: S608
+    + ", ".join(f"{name} = v.column{n}" for n, name in enumerate(_COLUMNS.split(", ")[1:], 1))
+    + " FROM (VALUES {values}) AS v WHERE intents.key = v.column18"
+)
+# UPDATE ... FROM arrived in SQLite 3.33 (2020); older libraries save one row at a time.
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+# SQLite before 3.32 allows at most 999 bound values per statement.
+_MAX_VARIABLES = 999
 
 
 def _row(intent: Intent) -> tuple[object, ...]:
@@ -105,6 +122,111 @@ def _row(intent: Intent) -> tuple[object, ...]:
 
 def _intent(row: sqlite3.Row) -> Intent:
     return intent_from_row(row, from_timestamp)  # type: ignore[arg-type] # Row is a Mapping
+
+
+@attrs.define
+class _ClaimWrite:
+    """A claim. Alone it reads the stored row and decides; in a group, a key not stored yet is
+    inserted together with the group's other new keys (`_run_grouped`)."""
+
+    intent: Intent
+    owner: str
+    now: datetime
+    lease_seconds: float
+
+    def __call__(self, db: sqlite3.Connection) -> Claim:
+        row = db.execute(_SELECT, (self.intent.key,)).fetchone()
+        result, write = self._decide(None if row is None else _intent(row))
+        if write is not None:
+            db.execute(_UPSERT, _row(write))
+        return result
+
+    def _decide(self, stored: Intent | None) -> tuple[Claim, Intent | None]:
+        return decide_claim(
+            stored, self.intent, owner=self.owner, now=self.now, lease_seconds=self.lease_seconds
+        )
+
+    def created(self) -> tuple[Claim, tuple[object, ...]]:
+        """The answer and row of this claim when its key is not stored yet."""
+        result, row = self._decide(None)
+        assert row is not None  # noqa: S101 - a new key is always written
+        return result, _row(row)
+
+
+@attrs.define
+class _SaveWrite:
+    """A save: every column but the key, written only while ``owner`` holds the lease."""
+
+    key: str
+    owner: str
+    row: tuple[object, ...]
+
+    def __call__(self, db: sqlite3.Connection) -> None:
+        # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
+        if db.execute(_SAVE, (*self.row[1:], self.key, self.owner)).rowcount != 1:
+            holder = db.execute(_HOLDER, (self.key,)).fetchone()
+            raise lease_lost(self.key, None if holder is None else holder[0], self.owner)
+
+
+def _run_grouped(db: sqlite3.Connection, batch: list[Write[Any]]) -> list[Write[Any]]:
+    """Run the batch's common writes in a few statements; return the writes left to run alone.
+
+    Why: the commit runs on a worker thread, and every statement hands the GIL back and forth
+    with the event loop's thread, which is busy at many transfers in flight. Measured at 32
+    callers, one statement per write made a commit of ~20 writes take ~3 ms on its thread;
+    grouping cut the whole commit cycle by about a third.
+
+    Grouped: claims of keys not stored yet (one multi-row INSERT) and saves whose owner holds
+    the lease (one ``UPDATE ... FROM (VALUES ...)``), each decided from one read of the keys'
+    lease holders, inside the transaction that holds SQLite's write lock. A key that appears
+    twice in the batch, a claim of a stored key and a save that will be refused all run alone,
+    with exactly the rules they follow alone.
+    """
+    seen: dict[str, int] = {}
+    for write in batch:
+        seen[write.key] = seen.get(write.key, 0) + 1
+    candidates = [
+        w
+        for w in batch
+        if seen[w.key] == 1
+        and (isinstance(w.run, _ClaimWrite) or (_UPDATE_FROM and isinstance(w.run, _SaveWrite)))
+    ]
+    if len(candidates) < 2:
+        return batch
+    holders: dict[str, str | None] = {}
+    for keys in _chunks([w.key for w in candidates], _MAX_VARIABLES):
+        sql = f"SELECT key, lease_owner FROM intents WHERE key IN ({', '.join('?' * len(keys))})"  # noqa: S608
+        holders.update(db.execute(sql, keys).fetchall())
+    grouped: set[int] = set()
+    inserts: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for write in candidates:
+        run = write.run
+        if isinstance(run, _ClaimWrite) and write.key not in holders:
+            write.value, row = run.created()
+            inserts.append(row)
+        elif (
+            isinstance(run, _SaveWrite) and write.key in holders and holders[write.key] == run.owner
+        ):
+            updates.append((*run.row[1:], run.key))
+        else:
+            continue
+        grouped.add(id(write))
+    for rows in _chunks(inserts, _MAX_VARIABLES // _WIDTH):
+        db.execute(
+            _INSERT_MANY.format(values=", ".join([_ROW_PLACEHOLDERS] * len(rows))),
+            [v for r in rows for v in r],
+        )
+    for rows in _chunks(updates, _MAX_VARIABLES // _WIDTH):
+        db.execute(
+            _UPDATE_MANY.format(values=", ".join([_ROW_PLACEHOLDERS] * len(rows))),
+            [v for r in rows for v in r],
+        )
+    return [w for w in batch if id(w) not in grouped]
+
+
+def _chunks(items: list[_T], size: int) -> list[list[_T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class SqliteJournal:
@@ -175,7 +297,9 @@ class SqliteJournal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {path} failed: {exc}") from exc
             try:
-                for write in batch:
+                # A grouped statement that fails fails the whole batch (the except below): it
+                # can only fail for the file's sake (disk full, I/O), never for one write's.
+                for write in _run_grouped(db, batch):
                     try:
                         write.value = write.run(db)
                     except (JournalError, sqlite3.Error) as exc:
@@ -206,7 +330,7 @@ class SqliteJournal:
 
     @staticmethod
     def _select(db: sqlite3.Connection, key: str) -> Intent | None:
-        row = db.execute(f"SELECT {_COLUMNS} FROM intents WHERE key = ?", (key,)).fetchone()  # noqa: S608
+        row = db.execute(_SELECT, (key,)).fetchone()
         return _intent(row) if row is not None else None
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -265,37 +389,13 @@ class SqliteJournal:
 
     async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
         """Record ``intent`` unless its key exists; take the lease if free. Durable on return."""
-        now = self._now()
-
-        def claim(db: sqlite3.Connection) -> Claim:
-            result, row = decide_claim(
-                self._select(db, intent.key),
-                intent,
-                owner=owner,
-                now=now,
-                lease_seconds=lease_seconds,
-            )
-            if row is not None:
-                db.execute(_UPSERT, _row(row))
-            return result
-
-        return await self._write(claim, key=intent.key)
+        write = _ClaimWrite(intent, owner, self._now(), lease_seconds)
+        return await self._write(write, key=intent.key)
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease. Durable on return."""
-        now = self._now()
-
-        row = _row(with_lease(intent, owner=owner, now=now, lease_seconds=lease_seconds))
-
-        def save(db: sqlite3.Connection) -> None:
-            # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
-            if db.execute(_SAVE, (*row[1:], intent.key, owner)).rowcount != 1:
-                holder = db.execute(
-                    "SELECT lease_owner FROM intents WHERE key = ?", (intent.key,)
-                ).fetchone()
-                raise lease_lost(intent.key, None if holder is None else holder[0], owner)
-
-        await self._write(save, key=intent.key)
+        row = _row(with_lease(intent, owner=owner, now=self._now(), lease_seconds=lease_seconds))
+        await self._write(_SaveWrite(intent.key, owner, row), key=intent.key)
 
     async def release(self, key: str, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
