@@ -5,7 +5,8 @@ one, so with many transfers in flight the journal pays one fsync per group inste
 write, and needs no artificial delay. Nothing is weakened: a write returns only after the
 commit that holds it, and one refused write (a lost lease, a ledger row already claimed) never
 undoes its neighbours: each backend isolates writes (PostgreSQL with a savepoint each, SQLite
-by keeping every write to one statement, which it undoes alone on failure).
+by running alone, in one statement that it undoes alone on failure, any write that can be
+refused).
 
 The caller that finds no commit in progress runs the next one (shielded: a cancellation
 never leaves the others waiting); when it is done it hands the job to the oldest waiter.

@@ -282,9 +282,11 @@ class SqliteJournal:
     async def _commit_batch(self, batch: list[Write[Any]]) -> None:
         """One transaction, one fsync, for every write in ``batch``.
 
-        No savepoints: every write changes the file with at most one statement, and SQLite
-        undoes a failed statement by itself, so a refused write leaves its neighbours intact.
-        An error that ends the whole transaction (disk full, I/O) fails the whole batch.
+        The common writes go first, a few statements for all of them (`_run_grouped`); the rest
+        run one by one. No savepoints: every write run alone changes the file with at most one
+        statement, and SQLite undoes a failed statement by itself, so a refused write leaves its
+        neighbours intact. An error that ends the whole transaction (disk full, I/O), or fails a
+        grouped statement, fails the whole batch.
         """
         db = self._db
         if db is None:
