@@ -313,10 +313,8 @@ class Transport:
         failures are the same httpx errors.
         """
         headers = {**self._default_headers, **request.headers}
-        base, _, query = request.url.partition("?")
-        transport = self._client._transport_for_url(
-            self._url(base) if query else self._url(request.url)
-        )
+        # Mounts match on scheme, host and port: the base URL (cached) is enough to choose.
+        transport = self._client._transport_for_url(self._url(request.url.partition("?")[0]))
         if transport is self._aiohttp:
             status, raw_headers, body = await self._aiohttp.send_bytes(
                 request.method, request.url, headers=headers, body=request.body, timeout=timeout
