@@ -85,11 +85,11 @@ _HOLDER = "SELECT lease_owner FROM intents WHERE key = ?"
 _WIDTH = 18
 _ROW_PLACEHOLDERS = f"({', '.join('?' * _WIDTH)})"
 _INSERT_MANY = f"INSERT INTO intents ({_COLUMNS}) VALUES {{values}}"  # noqa: S608
-# The values are every column but the key, then the key (column18); the lease was checked.
+# The values are every column but the key, then the key (the last); the lease was checked.
 _UPDATE_MANY = (
     "UPDATE intents SET "  # noqa: S608
     + ", ".join(f"{name} = v.column{n}" for n, name in enumerate(_COLUMNS.split(", ")[1:], 1))
-    + " FROM (VALUES {values}) AS v WHERE intents.key = v.column18"
+    + f" FROM (VALUES {{values}}) AS v WHERE intents.key = v.column{_WIDTH}"
 )
 # UPDATE ... FROM arrived in SQLite 3.33 (2020); older libraries save one row at a time.
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -124,6 +124,11 @@ def _intent(row: sqlite3.Row) -> Intent:
     return intent_from_row(row, from_timestamp)  # type: ignore[arg-type] # Row is a Mapping
 
 
+def _select(db: sqlite3.Connection, key: str) -> Intent | None:
+    row = db.execute(_SELECT, (key,)).fetchone()
+    return _intent(row) if row is not None else None
+
+
 @attrs.define
 class _ClaimWrite:
     """A claim. Alone it reads the stored row and decides; in a group, a key not stored yet is
@@ -135,8 +140,7 @@ class _ClaimWrite:
     lease_seconds: float
 
     def __call__(self, db: sqlite3.Connection) -> Claim:
-        row = db.execute(_SELECT, (self.intent.key,)).fetchone()
-        result, write = self._decide(None if row is None else _intent(row))
+        result, write = self._decide(_select(db, self.intent.key))
         if write is not None:
             db.execute(_UPSERT, _row(write))
         return result
@@ -330,11 +334,6 @@ class SqliteJournal:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
 
-    @staticmethod
-    def _select(db: sqlite3.Connection, key: str) -> Intent | None:
-        row = db.execute(_SELECT, (key,)).fetchone()
-        return _intent(row) if row is not None else None
-
     # -- lifecycle --------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -428,7 +427,7 @@ class SqliteJournal:
 
     async def get(self, key: str) -> Intent | None:
         """The intent under ``key``."""
-        return await self._run(lambda db: self._select(db, key))
+        return await self._run(lambda db: _select(db, key))
 
     async def prune(self, *, finished_before: datetime) -> int:
         """Delete settled intents finished before ``finished_before``."""
