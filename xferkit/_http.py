@@ -28,6 +28,11 @@ class HttpRequest:
     body: bytes | None = attrs.field(default=None, repr=False)
 
 
+# Numbers stay text: large integers exact, never floats. One decoder (json.loads with options
+# builds a new one per call); bytes are decoded as json.loads decodes them.
+_EXACT_JSON = json.JSONDecoder(parse_float=str, parse_int=str)
+
+
 @attrs.frozen(kw_only=True)
 class HttpResponse:
     """One answer from a venue: status, lower-cased headers and the raw body."""
@@ -38,7 +43,8 @@ class HttpResponse:
 
     def json(self) -> Any:
         """Decode the body as JSON, keeping large integers exact (never as floats)."""
-        return json.loads(self.body, parse_float=str, parse_int=str)
+        body = self.body
+        return _EXACT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
     def retry_after(self) -> float | None:
         """Seconds from a ``Retry-After`` header given in seconds, or ``None``."""

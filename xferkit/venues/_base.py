@@ -95,6 +95,11 @@ def strip_base_url(url: object) -> str:
     return str(url).rstrip("/")
 
 
+# json.dumps with options builds a new encoder per call; the venues share these.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+_canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def fingerprint(canonical_json: str) -> str:
     """`TransferSpec.fingerprint` of the spec whose `TransferSpec.canonical_json` is given."""
     return hashlib.sha256(canonical_json.encode()).hexdigest()
@@ -118,9 +123,9 @@ class TransferSpec:
 
     def canonical_json(self) -> str:
         """Serialise the parameters deterministically (sorted keys, amount as plain text)."""
-        fields = attrs.asdict(self)
+        fields = attrs.asdict(self, recurse=False)
         fields["amount"] = amount_text(self.amount)
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+        return _canonical_json(fields)
 
     def fingerprint(self) -> str:
         """Hash of the canonical parameters: equal iff the same transfer was asked for."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import os
 import re
 import time
@@ -38,6 +37,7 @@ from ._base import (
     LedgerPage,
     LedgerRow,
     TransferSpec,
+    compact_json,
     env_credential,
     http_triage,
     resolve_account,
@@ -292,7 +292,7 @@ class HTX:
         }
         if spec.margin_account:
             fields["margin-account"] = spec.margin_account
-        body = json.dumps(fields, separators=(",", ":"))
+        body = compact_json(fields)
         # A JSON number, written from the Decimal's own digits: never through a float.
         return body.replace('"__AMOUNT__"', amount_text(spec.amount))
 

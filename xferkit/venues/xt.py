@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 import uuid
@@ -31,6 +30,7 @@ from .._validation import amount_text, normalize_amount, normalize_currency
 from ._base import (
     AmbiguityPolicy,
     TransferSpec,
+    compact_json,
     env_credential,
     http_triage,
     resolve_account,
@@ -230,7 +230,7 @@ class XT:
         if spec.symbol:
             body["symbol"] = spec.symbol
         body["amount"] = amount_text(spec.amount)
-        return json.dumps(body, separators=(",", ":"))
+        return compact_json(body)
 
     def transfer_request(self, body: str, timestamp_ms: int) -> HttpRequest:
         """Sign one attempt of ``body`` at ``timestamp_ms``."""
