@@ -640,6 +640,8 @@ class Engine:
                 status=TransferStatus.SUCCEEDED,
                 transfer_id=outcome.transfer_id,
                 finished_at=now,
+                lease_owner=None,  # a settled intent has no lease: the save needs no copy
+                lease_expires_at=None,
             )
             # Even unrecorded, the caller must learn it executed (or it may retry with a new
             # key); the journal's IN_FLIGHT row then settles to the same answer on resume().

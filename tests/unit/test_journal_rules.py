@@ -8,7 +8,14 @@ import attrs
 import pytest
 
 from xferkit import JournalError, TransferStatus
-from xferkit.journal._base import Intent, LeaseLostError, decide_claim, decide_save
+from xferkit.journal._base import (
+    Intent,
+    LeaseLostError,
+    decide_claim,
+    decide_save,
+    from_timestamp,
+    to_timestamp,
+)
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 LEASE = 30.0
@@ -202,3 +209,38 @@ def test_save_without_lease_seconds_releases(status: TransferStatus) -> None:
     assert row.lease_expires_at is None
     claim, _ = decide_claim(row, row, owner="w2", now=NOW, lease_seconds=LEASE)
     assert claim.owned is True
+
+
+# -- stored times -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        NOW,
+        NOW.astimezone(timezone(timedelta(hours=5, minutes=30))),
+        NOW.astimezone(timezone(timedelta(0))),  # UTC, but not the timezone.utc object
+        NOW.replace(microsecond=7),
+    ],
+)
+def test_a_time_is_stored_as_fixed_width_utc_text_and_read_back(moment: datetime) -> None:
+    """Whatever zone a time comes in, it is stored in UTC with microseconds and a ``Z``, so
+    text order is time order, and it reads back as the same instant."""
+    text = to_timestamp(moment)
+    assert text is not None
+    assert len(text) == len("2026-11-21T12:00:00.000000Z")
+    assert text.endswith("Z")
+    assert text[:19] == "2026-11-21T12:00:00"
+    assert from_timestamp(text) == moment
+
+
+def test_a_naive_time_is_read_as_local_time() -> None:
+    local = NOW.astimezone().replace(tzinfo=None)
+    assert to_timestamp(local) == to_timestamp(NOW)
+
+
+def test_stored_times_sort_as_the_instants_do() -> None:
+    moments = [NOW + timedelta(microseconds=n) for n in (0, 1, 10, 999_999, 1_000_000)]
+    moments.append(NOW.astimezone(timezone(timedelta(hours=-3))) + timedelta(seconds=2))
+    texts = [to_timestamp(m) for m in moments]
+    assert sorted(texts, key=str) == [to_timestamp(m) for m in sorted(moments)]

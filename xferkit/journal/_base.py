@@ -243,6 +243,8 @@ def decide_save(
 def with_lease(intent: Intent, *, owner: str, now: datetime, lease_seconds: float | None) -> Intent:
     """``intent`` as `Journal.save` stores it: leased on, or released (terminal or ``None``)."""
     if lease_seconds is None or intent.status.is_terminal:
+        if intent.lease_owner is None and intent.lease_expires_at is None:
+            return intent  # released already (the engine settles with the lease dropped)
         return attrs.evolve(intent, lease_owner=None, lease_expires_at=None)
     return attrs.evolve(
         intent, lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds)
@@ -259,13 +261,15 @@ def to_timestamp(value: datetime | None) -> str | None:
 
     ``2026-11-21T10:00:00.000000Z``: always with microseconds (``timespec``), which
     ``isoformat`` writes several times faster than ``strftime`` (journals write several per
-    transfer).
+    transfer). A time already in `timezone.utc` (every time xferkit makes) is written as is.
     """
     if value is None:
         return None
-    if value.tzinfo is None or value.utcoffset():
-        value = value.astimezone(timezone.utc)  # a naive time is local, as astimezone reads it
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    if value.tzinfo is not timezone.utc:
+        if value.tzinfo is None or value.utcoffset():
+            value = value.astimezone(timezone.utc)  # a naive time is local, as astimezone reads it
+        value = value.replace(tzinfo=timezone.utc)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"  # "+00:00" -> "Z"
 
 
 def from_timestamp(value: str | None) -> datetime | None:
