@@ -84,7 +84,8 @@ async def test_slow_after_commit_over_tcp(served: FakeHTX, plan: FaultPlan) -> N
     a resend then executes again (HTX has no de-duplication)."""
     plan.force(Fault.SLOW_AFTER)
     async with serve(served, slow_seconds=0.2) as server:
-        async with httpx.AsyncClient(timeout=0.05) as impatient:
+        # Only the read is short: a connect slowed by a busy machine must not time out.
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.05)) as impatient:
             caller = caller_for(impatient, server.url("htx"))
             with pytest.raises(httpx.ReadTimeout):
                 await caller.transfer()

@@ -104,7 +104,8 @@ async def test_slow_after_commit_answers_after_the_timeout(served: FakeXT, plan:
     and a patient client gets the real answer once slow_seconds have passed."""
     plan.force(Fault.SLOW_AFTER, times=2)
     async with serve(served, slow_seconds=0.2) as server:
-        async with httpx.AsyncClient(timeout=0.05) as impatient:
+        # Only the read is short: a connect slowed by a busy machine must not time out.
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.05)) as impatient:
             caller = caller_for(impatient, server.url("xt"))
             with pytest.raises(httpx.ReadTimeout):
                 await caller.transfer(caller.body("tcp-slow-1"))
