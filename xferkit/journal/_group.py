@@ -96,14 +96,16 @@ class GroupCommit:
                     write.value, write.error = None, JournalError("journal commit interrupted")
                 raise
             finally:
-                for write in batch:
-                    write.finished = True
-                    write.wake.set()
-                self.commits += 1
-                self.writes += len(batch)
+                # The next commit's runner wakes first: woken after this batch's writers, it
+                # would wait for all of them to run on before the journal works again.
                 if self._pending:
                     successor = self._pending[0]
                     successor.elected = True
                     successor.wake.set()
                 else:
                     self._busy = False
+                for write in batch:
+                    write.finished = True
+                    write.wake.set()
+                self.commits += 1
+                self.writes += len(batch)
