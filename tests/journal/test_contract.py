@@ -371,11 +371,12 @@ async def test_sqlite_group_commit_is_on_disk_for_each_caller(tmp_path: Path) ->
     assert missing == []
 
 
-async def test_sqlite_fails_the_whole_group_when_sqlite_ends_the_transaction(
+async def test_sqlite_answers_match_the_disk_when_sqlite_ends_a_transaction(
     tmp_path: Path,
 ) -> None:
-    """When SQLite itself rolls a group's transaction back (disk full, I/O error), every write
-    in it fails and none is on disk, rather than neighbours reported failed yet kept."""
+    """When SQLite itself rolls a transaction back (disk full, I/O error), every write in it
+    fails and none is on disk, rather than neighbours reported failed yet kept; a claim the
+    batch's one-statement write already committed is reported written, and is."""
     path = tmp_path / "j.sqlite3"
     journal = SqliteJournal(path)
     await journal.open()
@@ -385,13 +386,13 @@ async def test_sqlite_fails_the_whole_group_when_sqlite_ends_the_transaction(
         db.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL or SQLITE_IOERR
         raise sqlite3.OperationalError("database or disk is full")
 
-    async def claim(key: str) -> None:
+    async def claim(key: str, owner: str = "a") -> None:
         try:
-            await journal.claim(make_intent(key), owner="a", lease_seconds=LEASE)
+            await journal.claim(make_intent(key), owner=owner, lease_seconds=LEASE)
         except JournalError as exc:
-            results[key] = exc
+            results[f"{key}/{owner}"] = exc
         else:
-            results[key] = None
+            results[f"{key}/{owner}"] = None
 
     async def failing() -> None:
         try:
@@ -403,81 +404,183 @@ async def test_sqlite_fails_the_whole_group_when_sqlite_ends_the_transaction(
         async with anyio.create_task_group() as tg:
             tg.start_soon(claim, "first")  # commits alone; the rest queue behind it
             await anyio.lowlevel.checkpoint()
-            tg.start_soon(claim, "a")
+            tg.start_soon(claim, "a", "a")  # one key twice: both run in the transaction
+            tg.start_soon(claim, "a", "b")
             tg.start_soon(failing)
-            tg.start_soon(claim, "z")
+            tg.start_soon(claim, "z")  # a new key: written by the one statement, first
     finally:
         await journal.aclose()
-    assert results["first"] is None
-    assert all(isinstance(results[k], JournalError) for k in ("a", "m", "z"))
+    assert results["first/a"] is None
+    assert results["z/a"] is None
+    assert all(isinstance(results[k], JournalError) for k in ("a/a", "a/b", "m"))
     with sqlite3.connect(path) as other:
         keys = {row[0] for row in other.execute("SELECT key FROM intents")}
-    assert keys == {"first"}
+    assert keys == {"first", "z"}
 
 
-async def test_sqlite_groups_a_commits_writes_and_each_gets_its_own_answer(
+async def _held_group(journal: SqliteJournal, queue: list[functools.partial[object]]) -> list[str]:
+    """Run ``queue``'s writes as one group commit (queued behind a commit held open); return
+    the statements that group's commit ran, as SQLite's trace saw them."""
+    statements: list[str] = []
+    held, release = threading.Event(), threading.Event()
+
+    def hold(db: sqlite3.Connection) -> None:
+        held.set()
+        release.wait(10)  # the writes below queue up behind this commit
+        db.set_trace_callback(statements.append)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(functools.partial(journal._write, hold, key=""))
+        await anyio.to_thread.run_sync(held.wait)
+        for write in queue:
+            tg.start_soon(write)
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()  # each has queued its write
+        release.set()
+    await journal._write(lambda db: db.set_trace_callback(None), key="")
+    # The held commit's COMMIT and the BEGIN of the write that stops the trace surround it.
+    assert (statements[0], statements[-1]) == ("COMMIT", "BEGIN IMMEDIATE")
+    return statements[1:-1]
+
+
+async def test_sqlite_commits_a_groups_claims_and_saves_in_one_statement(
     tmp_path: Path,
 ) -> None:
-    """In one commit, new claims share one INSERT and leased saves one UPDATE, while a claim
-    of a stored key, two claims of one key and a refused save each get the answer they would
-    get alone."""
+    """New claims and saves by their lease holders are written, and committed, by one
+    statement, and each gets the answer it would get alone."""
     journal = SqliteJournal(tmp_path / "j.sqlite3")
     await journal.open()
+    answers: dict[str, Claim | None] = {}
+
+    async def claim(key: str) -> None:
+        answers[key] = await journal.claim(make_intent(key), owner="b", lease_seconds=LEASE)
+
+    async def save(intent: Intent) -> None:
+        done = attrs.evolve(intent, status=TransferStatus.SUCCEEDED, transfer_id="t-1")
+        answers[intent.key] = await journal.save(done, owner="a", lease_seconds=None)
+
     try:
-        for key in ("leased", "saved", "stolen"):
-            await journal.claim(make_intent(key), owner="a", lease_seconds=LEASE)
-        statements: list[str] = []
-        held, release = threading.Event(), threading.Event()
-
-        def hold(db: sqlite3.Connection) -> None:
-            db.set_trace_callback(statements.append)
-            held.set()
-            release.wait(10)  # the group below queues up behind this commit
-
-        answers: dict[str, Claim | LeaseLostError | str] = {}
-
-        async def claim(key: str, owner: str) -> None:
-            answers[f"{key}/{owner}"] = await journal.claim(
-                make_intent(key), owner=owner, lease_seconds=LEASE
-            )
-
-        stored = {key: await journal.get(key) for key in ("saved", "stolen")}
-
-        async def save(key: str, owner: str) -> None:
-            intent = stored[key]
-            assert intent is not None
-            try:
-                await journal.save(
-                    attrs.evolve(intent, status=TransferStatus.SUCCEEDED),
-                    owner=owner,
-                    lease_seconds=None,
-                )
-            except LeaseLostError as exc:
-                answers[f"{key}/{owner}"] = exc
-            else:
-                answers[f"{key}/{owner}"] = "saved"
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(functools.partial(journal._write, hold, key=""))
-            await anyio.to_thread.run_sync(held.wait)
-            for n in range(5):
-                tg.start_soon(claim, f"new{n}", "b")
-            tg.start_soon(claim, "twice", "b")
-            tg.start_soon(claim, "twice", "c")
-            tg.start_soon(claim, "leased", "b")  # stored, leased to a
-            tg.start_soon(save, "saved", "a")
-            tg.start_soon(save, "stolen", "b")  # not b's lease
-            for _ in range(5):
-                await anyio.lowlevel.checkpoint()  # each has queued its write
-            release.set()
-        await journal._write(lambda db: db.set_trace_callback(None), key="")
+        saved = [
+            (await journal.claim(make_intent(k), owner="a", lease_seconds=LEASE)).intent
+            for k in ("saved1", "saved2")
+        ]
+        queue = [functools.partial(claim, f"new{n}") for n in range(5)]
+        queue += [functools.partial(save, intent) for intent in saved]
+        statements = await _held_group(journal, queue)
     finally:
         await journal.aclose()
 
-    group = statements[statements.index("COMMIT") + 1 :]  # the commit after the held one
-    group = group[: group.index("COMMIT")]
-    assert sum(s.startswith("INSERT INTO intents") for s in group) == 1  # the five new keys
-    assert sum(s.startswith("UPDATE intents SET") and "FROM (VALUES" in s for s in group) == 1
+    assert len(statements) == 1, statements  # no BEGIN, no COMMIT: it commits itself
+    assert statements[0].startswith("INSERT INTO intents")
+    for n in range(5):
+        answer = answers[f"new{n}"]
+        assert isinstance(answer, Claim)
+        assert (answer.created, answer.owned, answer.intent.lease_owner) == (True, True, "b")
+    with sqlite3.connect(tmp_path / "j.sqlite3") as other:
+        rows = {r[0]: r[1:] for r in other.execute("SELECT key, status, lease_owner FROM intents")}
+    assert rows["saved1"] == rows["saved2"] == (TransferStatus.SUCCEEDED.value, None)
+    assert all(rows[f"new{n}"] == (TransferStatus.PENDING.value, "b") for n in range(5))
+
+
+@pytest.mark.parametrize(
+    "refused",
+    ["claim of a leased key", "save by another", "save of a released key", "save of a missing key"],
+)
+async def test_sqlite_one_refused_write_keeps_a_group_from_writing_it(
+    tmp_path: Path, refused: str
+) -> None:
+    """A group whose only refusal is one write: that write gets the refusal it would get
+    alone and leaves the file as it was; the group's other writes are written."""
+    journal = SqliteJournal(tmp_path / "j.sqlite3")
+    await journal.open()
+    answers: dict[str, object] = {}
+
+    async def claim(key: str, owner: str) -> None:
+        answers[key] = await journal.claim(make_intent(key), owner=owner, lease_seconds=LEASE)
+
+    async def save(intent: Intent, owner: str) -> None:
+        done = attrs.evolve(intent, status=TransferStatus.SUCCEEDED, transfer_id="t-1")
+        try:
+            await journal.save(done, owner=owner, lease_seconds=None)
+        except LeaseLostError as exc:
+            answers[intent.key] = exc
+
+    try:
+        target = (await journal.claim(make_intent("target"), owner="a", lease_seconds=LEASE)).intent
+        if refused == "save of a released key":
+            await journal.release("target", owner="a")
+        before = await journal.get("target")
+        odd = {
+            "claim of a leased key": functools.partial(claim, "target", "b"),
+            "save by another": functools.partial(save, target, "b"),
+            "save of a released key": functools.partial(save, target, "a"),
+            "save of a missing key": functools.partial(save, make_intent("ghost"), "a"),
+        }[refused]
+        await _held_group(
+            journal, [functools.partial(claim, f"new{n}", "b") for n in range(3)] + [odd]
+        )
+        after, ghost = await journal.get("target"), await journal.get("ghost")
+    finally:
+        await journal.aclose()
+
+    assert all(isinstance(answers[f"new{n}"], Claim) for n in range(3))
+    if refused == "claim of a leased key":
+        answer = answers["target"]
+        assert isinstance(answer, Claim)
+        assert (answer.created, answer.owned) == (False, False)
+    else:
+        assert isinstance(
+            answers["ghost" if refused.endswith("missing key") else "target"], LeaseLostError
+        )
+    assert after == before  # untouched
+    assert ghost is None
+
+
+async def test_sqlite_a_refused_write_in_a_group_gets_its_own_answer(tmp_path: Path) -> None:
+    """When a group holds a claim of a stored key, two claims of one key, a save by a writer
+    without the lease and a save of a missing key, nothing of the one-statement write is kept
+    and every write runs alone, with the answer it would get alone."""
+    journal = SqliteJournal(tmp_path / "j.sqlite3")
+    await journal.open()
+    answers: dict[str, Claim | LeaseLostError | str] = {}
+
+    async def claim(key: str, owner: str) -> None:
+        answers[f"{key}/{owner}"] = await journal.claim(
+            make_intent(key), owner=owner, lease_seconds=LEASE
+        )
+
+    async def save(intent: Intent, owner: str) -> None:
+        try:
+            await journal.save(
+                attrs.evolve(intent, status=TransferStatus.SUCCEEDED),
+                owner=owner,
+                lease_seconds=None,
+            )
+        except LeaseLostError as exc:
+            answers[f"{intent.key}/{owner}"] = exc
+        else:
+            answers[f"{intent.key}/{owner}"] = "saved"
+
+    try:
+        stored = {
+            k: (await journal.claim(make_intent(k), owner="a", lease_seconds=LEASE)).intent
+            for k in ("leased", "saved", "stolen")
+        }
+        queue = [functools.partial(claim, f"new{n}", "b") for n in range(5)]
+        queue += [
+            functools.partial(claim, "twice", "b"),
+            functools.partial(claim, "twice", "c"),
+            functools.partial(claim, "leased", "b"),  # stored, leased to a
+            functools.partial(save, stored["saved"], "a"),
+            functools.partial(save, stored["stolen"], "b"),  # not b's lease
+            functools.partial(save, make_intent("ghost"), "a"),  # never claimed
+        ]
+        statements = await _held_group(journal, queue)
+    finally:
+        await journal.aclose()
+
+    assert statements[0].startswith("INSERT INTO intents")  # tried, refused as a whole
+    assert "BEGIN IMMEDIATE" in statements  # then write by write
 
     def claimed(name: str) -> tuple[bool, bool]:
         answer = answers[name]
@@ -489,8 +592,10 @@ async def test_sqlite_groups_a_commits_writes_and_each_gets_its_own_answer(
     assert claimed("leased/b") == (False, False)
     assert answers["saved/a"] == "saved"
     assert isinstance(answers["stolen/b"], LeaseLostError)
+    assert isinstance(answers["ghost/a"], LeaseLostError)
     with sqlite3.connect(tmp_path / "j.sqlite3") as other:
         rows = dict(other.execute("SELECT key, status FROM intents"))
     assert rows["saved"] == TransferStatus.SUCCEEDED.value
     assert rows["stolen"] == TransferStatus.PENDING.value
+    assert "ghost" not in rows
     assert {f"new{n}" for n in range(5)} <= rows.keys()

@@ -3,13 +3,16 @@
 Every call runs on a worker thread behind a ``CapacityLimiter(1)``, so the event loop never
 blocks on disk and the single connection is never used by two threads at once. A write returns
 only after SQLite's fsync: a claim that returned is on disk before anything is sent. Concurrent
-writes share a transaction and its fsync (group commit, see ``_group``).
-Several processes may share the file; ``BEGIN IMMEDIATE`` serialises their writes.
+writes share a commit and its fsync (group commit, see ``_group``): a commit's claims and saves
+are written by one statement (`_write_group`), anything else in one transaction.
+Several processes may share the file; SQLite's write lock serialises their writes.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import sys
+from collections import Counter
 from collections.abc import Callable, Collection
 from datetime import datetime, timezone
 from os import PathLike
@@ -81,20 +84,35 @@ _SAVE = (
 )
 _SELECT = f"SELECT {_COLUMNS} FROM intents WHERE key = ?"  # noqa: S608
 _HOLDER = "SELECT lease_owner FROM intents WHERE key = ?"
-# Grouped writes (`_run_grouped`): rows of every column, key first (as `_row`).
-_WIDTH = 18
-_ROW_PLACEHOLDERS = f"({', '.join('?' * _WIDTH)})"
-_INSERT_MANY = f"INSERT INTO intents ({_COLUMNS}) VALUES {{values}}"  # noqa: S608
-# The values are every column but the key, then the key (the last); the lease was checked.
-_UPDATE_MANY = (
-    "UPDATE intents SET "  # noqa: S608
-    + ", ".join(f"{name} = v.column{n}" for n, name in enumerate(_COLUMNS.split(", ")[1:], 1))
-    + f" FROM (VALUES {{values}}) AS v WHERE intents.key = v.column{_WIDTH}"
+# A batch's claims and saves are written by one statement (`_write_group`). Each row of its
+# VALUES is an intent's columns (key first, as `_row`), then the writer (the lease owner), then
+# 0 for a claim or 1 for a save.
+_COLUMN_NAMES = _COLUMNS.split(", ")
+_GROUP_WIDTH = len(_COLUMN_NAMES) + 2
+_GROUP_ROW = f"({', '.join('?' * _GROUP_WIDTH)})"
+_KEY, _WRITER, _IS_SAVE = "v.column1", f"v.column{_GROUP_WIDTH - 1}", f"v.column{_GROUP_WIDTH}"
+# A claim of a stored key, or a save whose writer does not hold the lease: such a row's status
+# becomes NULL, which the NOT NULL constraint refuses, failing the whole statement.
+_REFUSED = (
+    f"(NOT {_IS_SAVE} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.key = {_KEY}))"  # noqa: S608
+    f" OR ({_IS_SAVE} AND NOT EXISTS"
+    f" (SELECT 1 FROM intents AS i WHERE i.key = {_KEY} AND i.lease_owner = {_WRITER}))"
 )
-# UPDATE ... FROM arrived in SQLite 3.33 (2020); older libraries save one row at a time.
-_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
-# SQLite before 3.32 allows at most 999 bound values per statement.
-_MAX_VARIABLES = 999
+_WRITE_GROUP = (
+    f"INSERT INTO intents ({_COLUMNS}) SELECT "  # noqa: S608 - no value is formatted in
+    + ", ".join(
+        f"CASE WHEN {_REFUSED} THEN NULL ELSE v.column{n} END"
+        if name == "status"
+        else f"v.column{n}"
+        for n, name in enumerate(_COLUMN_NAMES, 1)
+    )
+    # "WHERE true": without a WHERE, SQLite's parser would read ON CONFLICT as a join clause.
+    + " FROM (VALUES {values}) AS v WHERE true ON CONFLICT (key) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _COLUMN_NAMES[1:])
+)
+# ON CONFLICT ... DO UPDATE arrived in SQLite 3.24 (2018); with an older library every write
+# runs alone.
+_CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
 
 
 def _row(intent: Intent) -> tuple[object, ...]:
@@ -131,16 +149,32 @@ def _select(db: sqlite3.Connection, key: str) -> Intent | None:
 
 @attrs.define
 class _ClaimWrite:
-    """A claim. Alone it reads the stored row and decides; in a group, a key not stored yet is
-    inserted together with the group's other new keys (`_run_grouped`)."""
+    """A claim. Alone it reads the stored row and decides; in a group (`_write_group`) its
+    key must not be stored yet, and ``new`` is written.
+
+    ``new``, the answer and row when the key is not stored (nearly always), is decided when
+    the claim is made, on the event loop's thread, not on the commit's worker thread: every
+    line of Python the worker runs holds the GIL the event loop is waiting for.
+    """
 
     intent: Intent
     owner: str
     now: datetime
     lease_seconds: float
+    new: tuple[Claim, tuple[object, ...]] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        result, row = self._decide(None)
+        assert row is not None  # noqa: S101 - a new key is always written
+        self.new = (result, _row(row))
 
     def __call__(self, db: sqlite3.Connection) -> Claim:
-        result, write = self._decide(_select(db, self.intent.key))
+        stored = _select(db, self.intent.key)
+        if stored is None:
+            result, row = self.new
+            db.execute(_UPSERT, row)
+            return result
+        result, write = self._decide(stored)
         if write is not None:
             db.execute(_UPSERT, _row(write))
         return result
@@ -150,11 +184,10 @@ class _ClaimWrite:
             stored, self.intent, owner=self.owner, now=self.now, lease_seconds=self.lease_seconds
         )
 
-    def created(self) -> tuple[Claim, tuple[object, ...]]:
-        """The answer and row of this claim when its key is not stored yet."""
-        result, row = self._decide(None)
-        assert row is not None  # noqa: S101 - a new key is always written
-        return result, _row(row)
+    @property
+    def group_row(self) -> tuple[object, ...]:
+        """This claim as a row of `_WRITE_GROUP`'s VALUES."""
+        return (*self.new[1], self.owner, 0)
 
 
 @attrs.define
@@ -165,6 +198,11 @@ class _SaveWrite:
     owner: str
     row: tuple[object, ...]
 
+    @property
+    def group_row(self) -> tuple[object, ...]:
+        """This save as a row of `_WRITE_GROUP`'s VALUES."""
+        return (*self.row, self.owner, 1)
+
     def __call__(self, db: sqlite3.Connection) -> None:
         # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
         if db.execute(_SAVE, (*self.row[1:], self.key, self.owner)).rowcount != 1:
@@ -172,65 +210,79 @@ class _SaveWrite:
             raise lease_lost(self.key, None if holder is None else holder[0], self.owner)
 
 
-def _run_grouped(db: sqlite3.Connection, batch: list[Write[Any]]) -> list[Write[Any]]:
-    """Run the batch's common writes in a few statements; return the writes left to run alone.
+def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) -> list[Write[Any]]:
+    """Write the batch's claims and saves in one statement; return the writes left to run.
 
-    Why: the commit runs on a worker thread, and every statement hands the GIL back and forth
-    with the event loop's thread, which is busy at many transfers in flight. Measured at 32
-    callers, one statement per write made a commit of ~20 writes take ~3 ms on its thread;
-    grouping cut the whole commit cycle by about a third.
+    Why: the commit runs on a worker thread, which gives up the GIL for every step SQLite takes
+    and must win it back from the event loop's thread, busy with many transfers in flight;
+    each time is a wait. Measured at 32 callers, a commit of ~20 writes as BEGIN, a read, an
+    INSERT, an UPDATE and COMMIT spent about half its time on its thread waiting for the GIL.
 
-    Grouped: claims of keys not stored yet (one multi-row INSERT) and saves whose owner holds
-    the lease (one ``UPDATE ... FROM (VALUES ...)``), each decided from one read of the keys'
-    lease holders, inside the transaction that holds SQLite's write lock. A key that appears
-    twice in the batch, a claim of a stored key and a save that will be refused all run alone,
-    with exactly the rules they follow alone.
+    One ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` in SQLite's autocommit mode inserts
+    the new claims, updates the saved rows and commits (with its fsync) in one step. Each
+    write follows its rules as if it were alone, checked inside the statement, under SQLite's
+    write lock: if one would be refused (a claim of a stored key, a save by a writer without
+    the lease) or breaks a constraint, the statement fails, SQLite undoes all of it, and every
+    write of the batch runs alone, as it would have without grouping. So do writes of other
+    kinds, keys that appear twice in the batch, and any beyond ``limit`` rows.
     """
-    seen: dict[str, int] = {}
-    for write in batch:
-        seen[write.key] = seen.get(write.key, 0) + 1
-    candidates = [
-        w
-        for w in batch
-        if seen[w.key] == 1
-        and (isinstance(w.run, _ClaimWrite) or (_UPDATE_FROM and isinstance(w.run, _SaveWrite)))
-    ]
-    if len(candidates) < 2:
+    if not _CAN_GROUP:
         return batch
-    holders: dict[str, str | None] = {}
-    for keys in _chunks([w.key for w in candidates], _MAX_VARIABLES):
-        sql = f"SELECT key, lease_owner FROM intents WHERE key IN ({', '.join('?' * len(keys))})"  # noqa: S608
-        holders.update(db.execute(sql, keys).fetchall())
-    grouped: set[int] = set()
-    inserts: list[tuple[object, ...]] = []
-    updates: list[tuple[object, ...]] = []
-    for write in candidates:
+    seen = Counter(w.key for w in batch)
+    group: list[Write[Any]] = []
+    values: list[object] = []
+    for write in batch:
         run = write.run
-        if isinstance(run, _ClaimWrite) and write.key not in holders:
-            write.value, row = run.created()
-            inserts.append(row)
-        elif (
-            isinstance(run, _SaveWrite) and write.key in holders and holders[write.key] == run.owner
-        ):
-            updates.append((*run.row[1:], run.key))
-        else:
-            continue
-        grouped.add(id(write))
-    for rows in _chunks(inserts, _MAX_VARIABLES // _WIDTH):
-        db.execute(
-            _INSERT_MANY.format(values=", ".join([_ROW_PLACEHOLDERS] * len(rows))),
-            [v for r in rows for v in r],
-        )
-    for rows in _chunks(updates, _MAX_VARIABLES // _WIDTH):
-        db.execute(
-            _UPDATE_MANY.format(values=", ".join([_ROW_PLACEHOLDERS] * len(rows))),
-            [v for r in rows for v in r],
-        )
+        if isinstance(run, _ClaimWrite | _SaveWrite) and seen[write.key] == 1:
+            if len(group) == limit:
+                break
+            group.append(write)
+            values.extend(run.group_row)
+    if not group:
+        return batch
+    try:
+        db.execute(_WRITE_GROUP.format(values=", ".join([_GROUP_ROW] * len(group))), values)
+    except sqlite3.IntegrityError:
+        return batch  # one would be refused: nothing was written, each runs alone
+    for write in group:
+        write.value = write.run.new[0] if isinstance(write.run, _ClaimWrite) else None
+    grouped = {id(w) for w in group}
     return [w for w in batch if id(w) not in grouped]
 
 
-def _chunks(items: list[_T], size: int) -> list[list[_T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _failed(path: Path, exc: sqlite3.Error) -> JournalError:
+    return JournalError(f"journal {path} failed: {exc}")
+
+
+def _run_alone(db: sqlite3.Connection, writes: list[Write[Any]], path: Path) -> None:
+    """Run ``writes`` one by one in one transaction; each gets its own answer.
+
+    No savepoints: every write run alone changes the file with at most one statement, and
+    SQLite undoes a failed statement by itself, so a refused write leaves its neighbours
+    intact. An error that ends the whole transaction (disk full, I/O) is raised: then no
+    write here is on disk.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for write in writes:
+            try:
+                write.value = write.run(db)
+            except (JournalError, sqlite3.Error) as exc:
+                if not db.in_transaction:
+                    raise  # SQLite rolled everything back
+                write.error = exc if isinstance(exc, JournalError) else _failed(path, exc)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _variable_limit(db: sqlite3.Connection) -> int:
+    """How many values one statement may bind: asked on Python 3.11+, else SQLite's default."""
+    if sys.version_info >= (3, 11):
+        return db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 class SqliteJournal:
@@ -256,6 +308,7 @@ class SqliteJournal:
         self._db: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._group: GroupCommit | None = None
+        self._group_limit = 1  # rows per grouped statement, from SQLite's limit (`open`)
 
     def __repr__(self) -> str:
         return f"SqliteJournal({str(self.path)!r})"
@@ -271,7 +324,7 @@ class SqliteJournal:
             try:
                 return fn(db)
             except sqlite3.Error as exc:
-                raise JournalError(f"journal {self.path} failed: {exc}") from exc
+                raise _failed(self.path, exc) from exc
 
         # Not abandoned on cancellation: a write that started finishes, so the caller's view
         # (written or not) matches the file.
@@ -284,51 +337,36 @@ class SqliteJournal:
         return await self._group.submit(fn, key=key)
 
     async def _commit_batch(self, batch: list[Write[Any]]) -> None:
-        """One transaction, one fsync, for every write in ``batch``.
+        """Commit every write in ``batch``: one statement and one fsync when it can.
 
-        The common writes go first, a few statements for all of them (`_run_grouped`); the rest
-        run one by one. No savepoints: every write run alone changes the file with at most one
-        statement, and SQLite undoes a failed statement by itself, so a refused write leaves its
-        neighbours intact. An error that ends the whole transaction (disk full, I/O), or fails a
-        grouped statement, fails the whole batch.
+        Claims and saves go first, together in one self-committing statement
+        (`_write_group`). The writes it leaves, if any (rare on the transfer path), run one by
+        one in one transaction (`_run_alone`). Each write's answer says whether it is on disk:
+        if that transaction fails, only its writes fail; the group's stay written.
         """
         db = self._db
         if db is None:
             raise JournalError(f"{self!r} is not open")
-        path = self.path
+        path, limit = self.path, self._group_limit
 
         def commit() -> None:
+            rest = batch
             try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise JournalError(f"journal {path} failed: {exc}") from exc
-            try:
-                # A grouped statement that fails fails the whole batch (the except below): it
-                # can only fail for the file's sake (disk full, I/O), never for one write's.
-                for write in _run_grouped(db, batch):
-                    try:
-                        write.value = write.run(db)
-                    except (JournalError, sqlite3.Error) as exc:
-                        if not db.in_transaction:
-                            raise  # SQLite rolled everything back: no write here is durable
-                        write.error = (
-                            exc
-                            if isinstance(exc, JournalError)
-                            else JournalError(f"journal {path} failed: {exc}")
-                        )
-                db.execute("COMMIT")
-            except BaseException as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise JournalError(f"journal {path} failed: {exc}") from exc
-                raise
+                rest = _write_group(db, batch, limit)
+                if rest:
+                    _run_alone(db, rest, path)
+            except (sqlite3.Error, JournalError) as exc:
+                failed = exc if isinstance(exc, JournalError) else _failed(path, exc)
+                if rest is batch:
+                    raise failed from exc  # nothing of the batch was written
+                for write in rest:
+                    write.value, write.error = None, failed
 
         await anyio.to_thread.run_sync(commit, limiter=self._limiter)
 
     @property
     def commits(self) -> int:
-        """Transactions committed so far (each holds one or more writes: group commit)."""
+        """Group commits run so far (each holds one or more writes, written together)."""
         return self._group.commits if self._group is not None else 0
 
     def _now(self) -> datetime:
@@ -371,6 +409,7 @@ class SqliteJournal:
                             db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
+                self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
             except (OSError, sqlite3.Error) as exc:
                 raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
             return db
