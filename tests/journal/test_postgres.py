@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from xferkit import JournalError, PostgresJournal, TransferStatus
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan
 
 from ..postgres import drop_schema, require_postgres, unique_schema
+from .test_contract import LEASE, make_intent
 
 
 async def test_processes_starting_at_once_migrate_the_schema_once() -> None:
@@ -99,8 +101,6 @@ async def test_leases_follow_the_database_clock_not_the_workers() -> None:
     journal = PostgresJournal(dsn, schema=schema)
     await journal.open()
     try:
-        from .test_contract import make_intent  # noqa: PLC0415 - shared intent builder
-
         await journal.claim(make_intent(), owner="a", lease_seconds=0.2)
         assert not (await journal.claim(make_intent(), owner="b", lease_seconds=30)).owned
         await anyio.sleep(0.3)
@@ -108,3 +108,44 @@ async def test_leases_follow_the_database_clock_not_the_workers() -> None:
     finally:
         await journal.aclose()
         await drop_schema(dsn, schema)
+
+
+async def test_a_database_error_in_a_group_fails_every_write_in_it_and_keeps_none() -> None:
+    """A write whose statement fails aborts its group's transaction: every write of the group
+    is reported failed and none is in the database, so the answers match what is stored. (A
+    lost lease is refused without a database error: `test_a_refused_write_does_not_undo_its_
+    neighbours` shows its neighbours are kept.)"""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    journal = PostgresJournal(dsn, schema=schema, max_size=1)  # one group commit: one batch
+    await journal.open()
+    answers: dict[str, BaseException | None] = {}
+
+    async def claim(key: str) -> None:
+        try:
+            await journal.claim(make_intent(key), owner="a", lease_seconds=LEASE)
+        except JournalError as exc:
+            answers[key] = exc
+        else:
+            answers[key] = None
+
+    async def broken() -> None:
+        try:
+            await journal._write(lambda c: c.execute("SELECT 1 / 0"), key="m")
+        except JournalError as exc:
+            answers["m"] = exc
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(claim, "first")  # runs alone; the others queue behind it
+            await anyio.lowlevel.checkpoint()
+            tg.start_soon(claim, "a")
+            tg.start_soon(broken)
+            tg.start_soon(claim, "z")
+        stored = {intent.key for intent in await journal.list()}
+    finally:
+        await journal.aclose()
+        await drop_schema(dsn, schema)
+    assert answers["first"] is None
+    assert all(isinstance(answers[key], JournalError) for key in ("a", "m", "z"))
+    assert stored == {"first"}
