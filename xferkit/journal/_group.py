@@ -4,9 +4,9 @@ Writes that arrive while a commit is in progress wait and then go out together i
 one, so with many transfers in flight the journal pays one fsync per group instead of one per
 write, and needs no artificial delay. Nothing is weakened: a write returns only after the
 commit that holds it, and one refused write (a lost lease, a ledger row already claimed) never
-undoes its neighbours: each backend isolates writes (PostgreSQL with a savepoint each, SQLite
-by running alone, in one statement that it undoes alone on failure, any write that can be
-refused).
+undoes its neighbours: SQLite runs such a group write by write, each write in one statement
+that it undoes alone on failure; PostgreSQL refuses a lost lease without a database error and
+claims a ledger row in a savepoint of its own.
 
 The caller that finds no commit in progress runs the next one (shielded: a cancellation
 never leaves the others waiting); when it is done it hands the job to the oldest waiter.
