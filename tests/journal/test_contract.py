@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -371,6 +373,37 @@ async def test_sqlite_group_commit_is_on_disk_for_each_caller(tmp_path: Path) ->
     assert missing == []
 
 
+async def group_answers(
+    journal: Journal, failing: Callable[[Any], object], claims: list[tuple[str, str]]
+) -> dict[str, BaseException | None]:
+    """Claim ``first`` alone, then make the ``claims`` (key, owner) and a write that runs
+    ``failing`` at once, queued behind it in one group; each caller's answer by ``key/owner``
+    (``m`` for the failing write): ``None`` if it was written, else its error."""
+    answers: dict[str, BaseException | None] = {}
+
+    async def claim(key: str, owner: str) -> None:
+        try:
+            await journal.claim(make_intent(key), owner=owner, lease_seconds=LEASE)
+        except JournalError as exc:
+            answers[f"{key}/{owner}"] = exc
+        else:
+            answers[f"{key}/{owner}"] = None
+
+    async def fail() -> None:
+        try:
+            await journal._write(failing, key="m")  # type: ignore[attr-defined]
+        except JournalError as exc:
+            answers["m"] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(claim, "first", "a")  # commits alone; the rest queue behind it
+        await anyio.lowlevel.checkpoint()
+        for key, owner in claims:
+            tg.start_soon(claim, key, owner)
+        tg.start_soon(fail)
+    return answers
+
+
 async def test_sqlite_answers_match_the_disk_when_sqlite_ends_a_transaction(
     tmp_path: Path,
 ) -> None:
@@ -380,39 +413,20 @@ async def test_sqlite_answers_match_the_disk_when_sqlite_ends_a_transaction(
     path = tmp_path / "j.sqlite3"
     journal = SqliteJournal(path)
     await journal.open()
-    results: dict[str, BaseException | None] = {}
 
     def disk_full(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL or SQLITE_IOERR
         raise sqlite3.OperationalError("database or disk is full")
 
-    async def claim(key: str, owner: str = "a") -> None:
-        try:
-            await journal.claim(make_intent(key), owner=owner, lease_seconds=LEASE)
-        except JournalError as exc:
-            results[f"{key}/{owner}"] = exc
-        else:
-            results[f"{key}/{owner}"] = None
-
-    async def failing() -> None:
-        try:
-            await journal._write(disk_full, key="m")
-        except JournalError as exc:
-            results["m"] = exc
-
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(claim, "first")  # commits alone; the rest queue behind it
-            await anyio.lowlevel.checkpoint()
-            tg.start_soon(claim, "a", "a")  # one key twice: both run in the transaction
-            tg.start_soon(claim, "a", "b")
-            tg.start_soon(failing)
-            tg.start_soon(claim, "z")  # a new key: written by the one statement, first
+        # One key twice: both run in the transaction. A new key, "z": written by the one
+        # statement, first.
+        answers = await group_answers(journal, disk_full, [("a", "a"), ("a", "b"), ("z", "a")])
     finally:
         await journal.aclose()
-    assert results["first/a"] is None
-    assert results["z/a"] is None
-    assert all(isinstance(results[k], JournalError) for k in ("a/a", "a/b", "m"))
+    assert answers["first/a"] is None
+    assert answers["z/a"] is None
+    assert all(isinstance(answers[k], JournalError) for k in ("a/a", "a/b", "m"))
     with sqlite3.connect(path) as other:
         keys = {row[0] for row in other.execute("SELECT key FROM intents")}
     assert keys == {"first", "z"}

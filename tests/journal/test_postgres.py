@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import anyio
-import anyio.lowlevel
 import asyncpg
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from xferkit import JournalError, PostgresJournal, TransferStatus
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan
 
 from ..postgres import drop_schema, require_postgres, unique_schema
-from .test_contract import LEASE, make_intent
+from .test_contract import group_answers, make_intent
 
 
 async def test_processes_starting_at_once_migrate_the_schema_once() -> None:
@@ -119,33 +118,14 @@ async def test_a_database_error_in_a_group_fails_every_write_in_it_and_keeps_non
     schema = unique_schema()
     journal = PostgresJournal(dsn, schema=schema, max_size=1)  # one group commit: one batch
     await journal.open()
-    answers: dict[str, BaseException | None] = {}
-
-    async def claim(key: str) -> None:
-        try:
-            await journal.claim(make_intent(key), owner="a", lease_seconds=LEASE)
-        except JournalError as exc:
-            answers[key] = exc
-        else:
-            answers[key] = None
-
-    async def broken() -> None:
-        try:
-            await journal._write(lambda c: c.execute("SELECT 1 / 0"), key="m")
-        except JournalError as exc:
-            answers["m"] = exc
-
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(claim, "first")  # runs alone; the others queue behind it
-            await anyio.lowlevel.checkpoint()
-            tg.start_soon(claim, "a")
-            tg.start_soon(broken)
-            tg.start_soon(claim, "z")
+        answers = await group_answers(
+            journal, lambda c: c.execute("SELECT 1 / 0"), [("a", "a"), ("z", "a")]
+        )
         stored = {intent.key for intent in await journal.list()}
     finally:
         await journal.aclose()
         await drop_schema(dsn, schema)
-    assert answers["first"] is None
-    assert all(isinstance(answers[key], JournalError) for key in ("a", "m", "z"))
+    assert answers["first/a"] is None
+    assert all(isinstance(answers[key], JournalError) for key in ("a/a", "m", "z/a"))
     assert stored == {"first"}
