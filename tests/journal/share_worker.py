@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import anyio
 import attrs
@@ -18,9 +19,10 @@ from xferkit.journal import Intent
 from .test_contract import LEASE, make_intent
 
 
-async def run(path: str, name: str, keys: int) -> dict[str, list[str]]:
+async def run(path: str, name: str, keys: int, start_at: float) -> dict[str, list[str]]:
     journal = SqliteJournal(path)
     await journal.open()
+    await anyio.sleep(start_at - time.time())  # every process starts writing together
     created: list[str] = []
     errors: list[str] = []
 
@@ -48,8 +50,9 @@ def main() -> None:
     parser.add_argument("path")
     parser.add_argument("name")
     parser.add_argument("--keys", type=int, default=300)
+    parser.add_argument("--start-at", type=float, default=0.0, help="time.time() to start at")
     args = parser.parse_args()
-    print(json.dumps(anyio.run(run, args.path, args.name, args.keys)))
+    print(json.dumps(anyio.run(run, args.path, args.name, args.keys, args.start_at)))
 
 
 if __name__ == "__main__":

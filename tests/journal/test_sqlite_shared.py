@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -27,10 +28,14 @@ async def test_processes_sharing_a_file_create_each_key_once_and_lose_no_write(
     await schema.aclose()
     pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     results: dict[str, dict[str, list[str]]] = {}
+    start_at = time.time() + 3.0  # after every process has imported xferkit
 
     async def worker(name: str) -> None:
         done = await anyio.run_process(
-            [sys.executable, "-m", "tests.journal.share_worker", str(path), name],
+            [
+                *(sys.executable, "-m", "tests.journal.share_worker", str(path), name),
+                *("--start-at", str(start_at)),
+            ],
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": pythonpath},
             stderr=subprocess.PIPE,
