@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import attrs
@@ -234,9 +235,18 @@ def test_a_time_is_stored_as_fixed_width_utc_text_and_read_back(moment: datetime
     assert from_timestamp(text) == moment
 
 
-def test_a_naive_time_is_read_as_local_time() -> None:
-    local = NOW.astimezone().replace(tzinfo=None)
-    assert to_timestamp(local) == to_timestamp(NOW)
+def test_a_naive_time_is_read_as_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A naive time is local time (as ``astimezone`` reads it), not UTC: checked in a zone
+    five and a half hours from UTC, so that reading it as UTC would fail."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        local = NOW.astimezone().replace(tzinfo=None)
+        assert local.hour == 17  # 12:00 UTC is 17:30 in Kolkata: the zone took effect
+        assert to_timestamp(local) == to_timestamp(NOW)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_stored_times_sort_as_the_instants_do() -> None:

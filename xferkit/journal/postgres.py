@@ -161,10 +161,11 @@ class PostgresJournal:
         """Run a write in the next group commit; returns once that commit is durable.
 
         A key's writes always go to the same one of ``max_size`` group commits, each running
-        one transaction at a time on a connection of its own: commits on several connections
-        at once share PostgreSQL's WAL flushes anyway. Funnelled through one commit at a time
-        instead (a transaction, and a savepoint per write, one round trip after another), the
-        journal benchmark fell from ~1,400 to ~500 transfers/s at 32 callers.
+        one transaction at a time on a connection it borrows from the pool: commits on several
+        connections at once share PostgreSQL's WAL flushes anyway. Funnelled through one
+        commit at a time instead (a transaction, and a savepoint per write, one round trip
+        after another), the journal benchmark fell from ~1,400 to ~500 transfers/s at 32
+        callers.
         """
         if not self._groups:
             raise JournalError(f"{self!r} is not open")

@@ -216,7 +216,7 @@ def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) ->
     Why: the commit runs on a worker thread, which gives up the GIL for every step SQLite takes
     and must win it back from the event loop's thread, busy with many transfers in flight;
     each time is a wait. Measured at 32 callers, a commit of ~20 writes as BEGIN, a read, an
-    INSERT, an UPDATE and COMMIT spent about half its time on its thread waiting for the GIL.
+    INSERT, an UPDATE and COMMIT took ~1.4 ms on its thread for ~0.5 ms of SQLite work and fsync.
 
     One ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` in SQLite's autocommit mode inserts
     the new claims, updates the saved rows and commits (with its fsync) in one step. Each
