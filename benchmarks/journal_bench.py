@@ -10,6 +10,10 @@ SQLite writes a file in a temporary directory (``--sqlite-dir`` to choose the di
 PostgreSQL uses ``XFERKIT_BENCH_POSTGRES_DSN`` (else ``XFERKIT_TEST_POSTGRES_DSN``, else the
 local test server) in a schema of its own, dropped afterwards. A backend that cannot be
 reached is reported and skipped. This is a benchmark, not a test: nothing is asserted.
+
+First it measures the disk itself (`fsync_floor`): a 4 KiB write and ``fdatasync`` at a fixed
+rate, with nothing else running. Every commit of a durable journal waits for at least one such
+flush, so no journal on that disk can have a better tail than this.
 """
 
 from __future__ import annotations
@@ -54,8 +58,7 @@ class Result:
 
     def percentile_ms(self, fraction: float) -> float:
         """The latency of one whole transfer at ``fraction`` (0..1), in milliseconds."""
-        ordered = sorted(self.latencies)
-        return 1000 * ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentiles_ms(self.latencies, fraction)[0]
 
 
 def new_intent(run: str, n: int) -> Intent:
@@ -124,6 +127,37 @@ async def measure(
         seconds=elapsed,
         latencies=latencies,
     )
+
+
+def fsync_floor(directory: Path, seconds: float, rate: float = 1000.0) -> list[float]:
+    """Latencies of ``fdatasync`` after a 4 KiB write, ``rate`` times a second, in ``directory``.
+
+    Paced rather than back to back, as a journal under moderate load flushes; blocking calls
+    on purpose (no event loop, no thread hop): this is the disk's own figure.
+    """
+    latencies: list[float] = []
+    page = os.urandom(4096)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        fd = os.open(Path(tmp) / "floor", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            began = time.perf_counter()
+            for n in range(int(seconds * rate)):
+                delay = began + n / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                os.pwrite(fd, page, (n % 256) * len(page))  # a small file, rewritten in place
+                flushed = time.perf_counter()
+                os.fdatasync(fd)
+                latencies.append(time.perf_counter() - flushed)
+        finally:
+            os.close(fd)
+    return latencies
+
+
+def percentiles_ms(latencies: list[float], *fractions: float) -> list[float]:
+    """``latencies`` at each of ``fractions`` (0..1), in milliseconds."""
+    ordered = sorted(latencies)
+    return [1000 * ordered[min(len(ordered) - 1, int(f * len(ordered)))] for f in fractions]
 
 
 async def bench_sqlite(directory: Path, seconds: float) -> list[Result]:
@@ -196,6 +230,13 @@ def table(results: list[Result]) -> str:
 
 async def main(args: argparse.Namespace) -> None:
     """Benchmark every reachable backend and print the table."""
+    floor = fsync_floor(Path(args.sqlite_dir), args.seconds)
+    p50, p99, p999, most = percentiles_ms(floor, 0.5, 0.99, 0.999, 1.0)
+    print(
+        f"the disk under {args.sqlite_dir}: 4 KiB write + fdatasync, 1,000/s for "
+        f"{args.seconds:g} s: p50 {p50:.2f} ms, p99 {p99:.2f} ms, p99.9 {p999:.2f} ms, "
+        f"max {most:.1f} ms\n"
+    )
     results: list[Result] = []
     results += await bench_sqlite(Path(args.sqlite_dir), args.seconds)
     try:

@@ -28,6 +28,14 @@ transfers as fast as it can:
   picks aiohttp when the ``fast`` extra is installed); the ``httpx`` rows pass an
   ``http_client`` built as ``backend="httpx"`` builds its own.
 
+Those rows are closed loops: each of the callers starts its next transfer when the last one
+returns, so latency and throughput are two views of one number (mean latency = callers /
+throughput). ``--rates`` adds paced rows, the way a service sees load: transfers start on a
+fixed schedule (``rate`` per second, however many are still running), and each latency is
+counted from the transfer's scheduled start, so a client that falls behind is charged for the
+wait. They run for the clients in ``PACED_CLIENTS`` that ``--only`` leaves; a row that
+completes less than 95% of the offered rate is marked as behind.
+
 Each row runs for ``--seconds`` after a warm-up (connections opened, clock synced, statements
 prepared). Rows are interleaved (every round runs each concurrency for every client, the
 clients' order rotated each round) and the table shows the median of ``--rounds`` rounds, with
@@ -73,6 +81,15 @@ API_KEY = "bench-key"
 SECRET = "bench-secret"  # noqa: S105 - the fake venue's made-up credential
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CONCURRENCY = (1, 8, 32)
+RATES = (500, 1000)
+PACED_CLIENTS = (
+    "raw aiohttp",
+    "ccxt",
+    "xferkit memory / aiohttp",
+    "xferkit sqlite / aiohttp",
+    "xferkit postgresql / aiohttp",
+)
+PACED_POOL = 32  # the concurrency a paced row's client is built for (PostgreSQL pool size)
 JOURNALS = ("memory", "sqlite", "postgresql")
 TRANSPORTS = ("httpx", "aiohttp")
 CLIENTS = (
@@ -368,10 +385,12 @@ def postgres_journal(
 
 @attrs.frozen(kw_only=True)
 class Row:
-    """One client at one concurrency, one round."""
+    """One client at one load, one round: ``concurrency`` callers in a closed loop, or
+    transfers started at ``offered`` per second (a paced row, ``concurrency`` 0)."""
 
     client: str
     concurrency: int
+    offered: float = 0.0
     transfers: int
     seconds: float
     latencies: list[float] = attrs.field(repr=False)
@@ -432,6 +451,57 @@ async def run_row(
     )
 
 
+async def run_paced_row(
+    name: str,
+    *,
+    client: Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]],
+    url: str,
+    server_pid: int,
+    rate: float,
+    seconds: float,
+    warmup: float,
+) -> Row:
+    """Warm up, then start a transfer every ``1 / rate`` seconds for ``seconds``.
+
+    Each latency runs from the transfer's scheduled start, not from when it got going, so a
+    late start (the client busy, the event loop behind) counts against the client.
+    """
+    async with client(url, PACED_POOL) as transfer:
+        latencies: list[float] = []
+
+        async def one(scheduled: float, record: bool) -> None:
+            await transfer()
+            if record:
+                latencies.append(time.perf_counter() - scheduled)
+
+        async def pace(began: float, duration: float, record: bool) -> None:
+            async with anyio.create_task_group() as tg:
+                for n in range(int(duration * rate)):
+                    scheduled = began + n / rate
+                    delay = scheduled - time.perf_counter()
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    tg.start_soon(one, scheduled, record)
+
+        await pace(time.perf_counter(), warmup, False)
+        server_before, client_before = cpu_seconds(server_pid), time.process_time()
+        began = time.perf_counter()
+        await pace(began, seconds, True)
+        elapsed = time.perf_counter() - began
+        server_cpu = (cpu_seconds(server_pid) - server_before) / elapsed
+        client_cpu = (time.process_time() - client_before) / elapsed
+    return Row(
+        client=name,
+        concurrency=0,
+        offered=rate,
+        transfers=len(latencies),
+        seconds=elapsed,
+        latencies=latencies,
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
+    )
+
+
 def median_rate(
     rows: dict[tuple[str, int], list[Row]], name: str, concurrency: int
 ) -> float | None:
@@ -484,6 +554,39 @@ def table(
                     f"{100 * statistics.median(r.client_cpu for r in runs):.0f}%",
                 )
             )
+    legend = "vs raw: " + "; ".join(f"{row} / {base}" for row, base in BASELINE.items())
+    return aligned(header, lines, legend)
+
+
+def paced_table(rows: dict[tuple[str, float], list[Row]], rates: tuple[float, ...]) -> str:
+    """Medians over the rounds of the paced rows, as an aligned text table."""
+    header = ("client", "offered/s", "done/s", "p50 ms", "p99 ms", "p99 vs ccxt", "client CPU")
+    lines = []
+    for rate in rates:
+        ccxt = rows.get(("ccxt", rate))
+        ccxt_p99 = statistics.median(r.percentile_ms(0.99) for r in ccxt) if ccxt else None
+        for name in CLIENTS:
+            runs = rows.get((name, rate))
+            if not runs:
+                continue
+            done = statistics.median(r.rate for r in runs)
+            p99 = statistics.median(r.percentile_ms(0.99) for r in runs)
+            lines.append(
+                (
+                    name,
+                    f"{rate:,.0f}",
+                    f"{done:,.0f}" + (" (behind)" if done < 0.95 * rate else ""),
+                    f"{statistics.median(r.percentile_ms(0.50) for r in runs):.1f}",
+                    f"{p99:.1f}",
+                    f"{p99 / ccxt_p99:.2f}x" if ccxt_p99 else "-",
+                    f"{100 * statistics.median(r.client_cpu for r in runs):.0f}%",
+                )
+            )
+    return aligned(header, lines, "latency from each transfer's scheduled start")
+
+
+def aligned(header: tuple[str, ...], lines: list[tuple[str, ...]], legend: str) -> str:
+    """``header`` and ``lines`` as columns (the first left-aligned), then ``legend``."""
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 
     def render(cells: tuple[str, ...]) -> str:
@@ -493,7 +596,6 @@ def table(
         )
 
     rule = "  ".join("-" * w for w in widths)
-    legend = "vs raw: " + "; ".join(f"{row} / {base}" for row, base in BASELINE.items())
     return "\n".join([render(header), rule, *(render(line) for line in lines), legend])
 
 
@@ -580,13 +682,16 @@ def preload_and_freeze() -> None:
 async def main(args: argparse.Namespace) -> None:
     """Run every round and print the table."""
     preload_and_freeze()
-    concurrencies = tuple(int(c) for c in args.concurrency.split(","))
+    concurrencies = tuple(int(c) for c in args.concurrency.split(",") if c)
+    rates = tuple(float(r) for r in args.rates.split(",") if r)
     schema = f"xferkit_bench_{uuid.uuid4().hex[:12]}"
     wants_postgres = not args.only or "postgresql" in args.only
     postgres = wants_postgres and await postgres_reachable(args.dsn)
     clients = available_clients(args, postgres, schema)
     names = [name for name in CLIENTS if name in clients]
+    paced_names = [name for name in PACED_CLIENTS if name in clients]
     rows: dict[tuple[str, int], list[Row]] = {}
+    paced: dict[tuple[str, float], list[Row]] = {}
     try:
         with fake_xt_server() as (url, pid):
             for round_ in range(args.rounds):
@@ -608,6 +713,25 @@ async def main(args: argparse.Namespace) -> None:
                                 f"round {round_ + 1} {name} c={concurrency}: {row.rate:,.0f}/s",
                                 flush=True,
                             )
+                for rate in rates:
+                    shift = round_ % max(1, len(paced_names))
+                    for name in paced_names[shift:] + paced_names[:shift]:
+                        row = await run_paced_row(
+                            name,
+                            client=clients[name],
+                            url=url,
+                            server_pid=pid,
+                            rate=rate,
+                            seconds=args.seconds,
+                            warmup=args.warmup,
+                        )
+                        paced.setdefault((name, rate), []).append(row)
+                        if args.verbose:
+                            print(
+                                f"round {round_ + 1} {name} at {rate:g}/s: "
+                                f"p99 {row.percentile_ms(0.99):.1f} ms",
+                                flush=True,
+                            )
     finally:
         if postgres:
             await drop_schema(args.dsn, schema)
@@ -617,7 +741,11 @@ async def main(args: argparse.Namespace) -> None:
         f"after {args.warmup:g} s warm-up; median of {args.rounds} interleaved rounds; "
         f"spread = (max - min) / median throughput; {os.cpu_count()} CPUs; {versions}"
     )
-    print(table(rows, args.rounds, concurrencies))
+    if concurrencies:
+        print(table(rows, args.rounds, concurrencies))
+    if paced:
+        print(f"\npaced: a transfer started every 1/rate s, {', '.join(paced_names)}")
+        print(paced_table(paced, rates))
 
 
 def parse_args() -> argparse.Namespace:
@@ -639,7 +767,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--concurrency",
         default=",".join(map(str, CONCURRENCY)),
-        help="comma-separated concurrencies (default: 1,8,32)",
+        help="comma-separated concurrencies of the closed-loop rows ('' for none)",
+    )
+    parser.add_argument(
+        "--rates",
+        default=",".join(map(str, RATES)),
+        help="comma-separated transfers/s of the paced rows ('' for none)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print each row as it ends")
     return parser.parse_args()
