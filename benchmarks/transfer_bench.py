@@ -30,8 +30,8 @@ transfers as fast as it can:
 
 Those rows are closed loops: each of the callers starts its next transfer when the last one
 returns, so latency and throughput are two views of one number (mean latency = callers /
-throughput). ``--rates`` adds paced rows, the way a service sees load: transfers start on a
-fixed schedule (``rate`` per second, however many are still running), and each latency is
+throughput). Paced rows follow, the way a service sees load: transfers start on a fixed
+schedule (``--rates`` per second, however many are still running), and each latency is
 counted from the transfer's scheduled start, so a client that falls behind is charged for the
 wait. They run for the clients in ``PACED_CLIENTS`` that ``--only`` leaves; a row that
 completes less than 95% of the offered rate is marked as behind.
