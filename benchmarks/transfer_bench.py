@@ -414,12 +414,18 @@ async def run_row(
     client: Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]],
     url: str,
     server_pid: int,
-    concurrency: int,
+    concurrency: int = 0,
+    rate: float = 0.0,
     seconds: float,
     warmup: float,
 ) -> Row:
-    """Warm up, then run ``concurrency`` transfer loops for ``seconds``."""
-    async with client(url, concurrency) as transfer:
+    """Warm up, then run ``concurrency`` transfer loops, or start ``rate`` transfers a second.
+
+    A paced row (``rate``) counts each latency from the transfer's scheduled start, not from
+    when it got going, so a late start (the client busy, the event loop behind) counts
+    against the client.
+    """
+    async with client(url, concurrency or PACED_POOL) as transfer:
         latencies: list[float] = []
 
         async def loop(until: float, record: bool) -> None:
@@ -429,53 +435,17 @@ async def run_row(
                 if record:
                     latencies.append(time.perf_counter() - began)
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(concurrency):
-                tg.start_soon(loop, time.perf_counter() + warmup, False)
-        server_before, client_before = cpu_seconds(server_pid), time.process_time()
-        began = time.perf_counter()
-        async with anyio.create_task_group() as tg:
-            for _ in range(concurrency):
-                tg.start_soon(loop, began + seconds, True)
-        elapsed = time.perf_counter() - began
-        server_cpu = (cpu_seconds(server_pid) - server_before) / elapsed
-        client_cpu = (time.process_time() - client_before) / elapsed
-    return Row(
-        client=name,
-        concurrency=concurrency,
-        transfers=len(latencies),
-        seconds=elapsed,
-        latencies=latencies,
-        server_cpu=server_cpu,
-        client_cpu=client_cpu,
-    )
-
-
-async def run_paced_row(
-    name: str,
-    *,
-    client: Callable[[str, int], contextlib.AbstractAsyncContextManager[Transfer]],
-    url: str,
-    server_pid: int,
-    rate: float,
-    seconds: float,
-    warmup: float,
-) -> Row:
-    """Warm up, then start a transfer every ``1 / rate`` seconds for ``seconds``.
-
-    Each latency runs from the transfer's scheduled start, not from when it got going, so a
-    late start (the client busy, the event loop behind) counts against the client.
-    """
-    async with client(url, PACED_POOL) as transfer:
-        latencies: list[float] = []
-
         async def one(scheduled: float, record: bool) -> None:
             await transfer()
             if record:
                 latencies.append(time.perf_counter() - scheduled)
 
-        async def pace(began: float, duration: float, record: bool) -> None:
+        async def drive(began: float, duration: float, record: bool) -> None:
             async with anyio.create_task_group() as tg:
+                if not rate:
+                    for _ in range(concurrency):
+                        tg.start_soon(loop, began + duration, record)
+                    return
                 for n in range(int(duration * rate)):
                     scheduled = began + n / rate
                     delay = scheduled - time.perf_counter()
@@ -483,16 +453,16 @@ async def run_paced_row(
                         await anyio.sleep(delay)
                     tg.start_soon(one, scheduled, record)
 
-        await pace(time.perf_counter(), warmup, False)
+        await drive(time.perf_counter(), warmup, False)
         server_before, client_before = cpu_seconds(server_pid), time.process_time()
         began = time.perf_counter()
-        await pace(began, seconds, True)
+        await drive(began, seconds, True)
         elapsed = time.perf_counter() - began
         server_cpu = (cpu_seconds(server_pid) - server_before) / elapsed
         client_cpu = (time.process_time() - client_before) / elapsed
     return Row(
         client=name,
-        concurrency=0,
+        concurrency=concurrency,
         offered=rate,
         transfers=len(latencies),
         seconds=elapsed,
@@ -500,6 +470,12 @@ async def run_paced_row(
         server_cpu=server_cpu,
         client_cpu=client_cpu,
     )
+
+
+def rotated(names: list[str], by: int) -> list[str]:
+    """``names`` starting at index ``by`` (modulo): each round starts with another client."""
+    shift = by % len(names) if names else 0
+    return names[shift:] + names[:shift]
 
 
 def median_rate(
@@ -695,43 +671,30 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with fake_xt_server() as (url, pid):
             for round_ in range(args.rounds):
-                for concurrency in concurrencies:
-                    shift = round_ % len(names)
-                    for name in names[shift:] + names[:shift]:
-                        row = await run_row(
-                            name,
-                            client=clients[name],
-                            url=url,
-                            server_pid=pid,
-                            concurrency=concurrency,
-                            seconds=args.seconds,
-                            warmup=args.warmup,
-                        )
-                        rows.setdefault((name, concurrency), []).append(row)
-                        if args.verbose:
-                            print(
-                                f"round {round_ + 1} {name} c={concurrency}: {row.rate:,.0f}/s",
-                                flush=True,
-                            )
-                for rate in rates:
-                    shift = round_ % max(1, len(paced_names))
-                    for name in paced_names[shift:] + paced_names[:shift]:
-                        row = await run_paced_row(
-                            name,
-                            client=clients[name],
-                            url=url,
-                            server_pid=pid,
-                            rate=rate,
-                            seconds=args.seconds,
-                            warmup=args.warmup,
-                        )
+                loads = [(name, c, 0.0) for c in concurrencies for name in rotated(names, round_)]
+                loads += [(name, 0, r) for r in rates for name in rotated(paced_names, round_)]
+                for name, concurrency, rate in loads:
+                    row = await run_row(
+                        name,
+                        client=clients[name],
+                        url=url,
+                        server_pid=pid,
+                        concurrency=concurrency,
+                        rate=rate,
+                        seconds=args.seconds,
+                        warmup=args.warmup,
+                    )
+                    if rate:
                         paced.setdefault((name, rate), []).append(row)
-                        if args.verbose:
-                            print(
-                                f"round {round_ + 1} {name} at {rate:g}/s: "
-                                f"p99 {row.percentile_ms(0.99):.1f} ms",
-                                flush=True,
-                            )
+                    else:
+                        rows.setdefault((name, concurrency), []).append(row)
+                    if args.verbose:
+                        load = f"at {rate:g}/s" if rate else f"c={concurrency}"
+                        print(
+                            f"round {round_ + 1} {name} {load}: {row.rate:,.0f}/s, "
+                            f"p99 {row.percentile_ms(0.99):.1f} ms",
+                            flush=True,
+                        )
     finally:
         if postgres:
             await drop_schema(args.dsn, schema)
