@@ -75,7 +75,9 @@ async def test_randomly_cancelled_transfers_settle_exactly_once(tmp_path: Path) 
                 except xferkit.XferError as exc:
                     outcomes[key] = exc
 
-    assert cancelled >= 100, "too few transfers were actually cancelled"
+    # How many are cancelled depends on timing (which request draws which fault): 92-136 of
+    # 300 in 15 runs. The bound only makes sure cancellation really happened at scale.
+    assert cancelled >= 60, f"only {cancelled} transfers were actually cancelled"
     assert interrupted, "no cancellation left an intent mid-flight"
     per_token = fake_xt.executions_by_token()
     for key, venue, amount in batch:
