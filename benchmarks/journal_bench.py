@@ -35,6 +35,7 @@ from xferkit.journal import Intent, Journal
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CONCURRENCY = (1, 8, 32)
+FSYNC_RATE = 1000.0  # flushes a second when timing the disk alone (`fsync_floor`)
 OPERATIONS_PER_TRANSFER = 3  # claim + save(IN_FLIGHT) + save(SUCCEEDED)
 LEASE_SECONDS = 60.0
 BODY = '{"bizId":"bench","from":"SPOT","to":"FUTURES_U","currency":"usdt","amount":"10"}'
@@ -129,7 +130,7 @@ async def measure(
     )
 
 
-def fsync_floor(directory: Path, seconds: float, rate: float = 1000.0) -> list[float]:
+def fsync_floor(directory: Path, seconds: float, rate: float = FSYNC_RATE) -> list[float]:
     """Latencies of ``fdatasync`` after a 4 KiB write, ``rate`` times a second, in ``directory``.
 
     Paced rather than back to back, as a journal under moderate load flushes; blocking calls
@@ -233,7 +234,7 @@ async def main(args: argparse.Namespace) -> None:
     floor = fsync_floor(Path(args.sqlite_dir), args.seconds)
     p50, p99, p999, most = percentiles_ms(floor, 0.5, 0.99, 0.999, 1.0)
     print(
-        f"the disk under {args.sqlite_dir}: 4 KiB write + fdatasync, 1,000/s for "
+        f"the disk under {args.sqlite_dir}: 4 KiB write + fdatasync, {FSYNC_RATE:,.0f}/s for "
         f"{args.seconds:g} s: p50 {p50:.2f} ms, p99 {p99:.2f} ms, p99.9 {p999:.2f} ms, "
         f"max {most:.1f} ms\n"
     )

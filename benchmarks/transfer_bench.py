@@ -385,12 +385,10 @@ def postgres_journal(
 
 @attrs.frozen(kw_only=True)
 class Row:
-    """One client at one load, one round: ``concurrency`` callers in a closed loop, or
-    transfers started at ``offered`` per second (a paced row, ``concurrency`` 0)."""
+    """One client at one load, one round (a paced row has ``concurrency`` 0)."""
 
     client: str
     concurrency: int
-    offered: float = 0.0
     transfers: int
     seconds: float
     latencies: list[float] = attrs.field(repr=False)
@@ -463,7 +461,6 @@ async def run_row(
     return Row(
         client=name,
         concurrency=concurrency,
-        offered=rate,
         transfers=len(latencies),
         seconds=elapsed,
         latencies=latencies,
