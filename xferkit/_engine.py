@@ -118,7 +118,9 @@ class _Progress:
     maybe_executed: bool
     sent_this_call: int = 0
     budget_spent: int = 0
-    attempt_recorded: bool = False  # the journal already describes the next attempt
+    # When (monotonic) the claim wrote the next attempt to the journal, leasing the intent;
+    # None once that attempt is under way, or if the claim wrote none.
+    attempt_recorded_at: float | None = None
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -326,7 +328,11 @@ class Engine:
             intent=intent,
             spec=spec or TransferSpec.from_canonical_json(intent.params),
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
-            attempt_recorded=fresh and intent.status is TransferStatus.IN_FLIGHT,
+            attempt_recorded_at=(
+                self._clock.monotonic()
+                if fresh and intent.status is TransferStatus.IN_FLIGHT
+                else None
+            ),
         )
         settled = False
         try:
@@ -541,8 +547,10 @@ class Engine:
         # The journal describes this attempt before it is sent (IN_FLIGHT, counted, its send
         # time): after a crash mid-send, resume() must treat it as sent. Not shielded: if
         # cancelled here, nothing has been sent.
-        if progress.attempt_recorded:
-            progress.attempt_recorded = False  # the claim wrote it (`transfer`)
+        if progress.attempt_recorded_at is not None:
+            # The claim wrote it (`transfer`), before the clock read above: the lease dates
+            # from then.
+            saved_at, progress.attempt_recorded_at = progress.attempt_recorded_at, None
             self._log_state(intent)
         else:
             now = _utc(self._clock)
@@ -559,15 +567,16 @@ class Engine:
                 self._log_state(intent)
             intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
             await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
-        saved_at = self._clock.monotonic()
+            saved_at = self._clock.monotonic()
         # The limiter comes after the write, right before the send: a journal write of varying
         # length between a granted slot and the wire would bunch requests at the venue.
         await runtime.limiter.acquire()
         progress.intent = attrs.evolve(intent, last_sent_at=_utc(self._clock))  # the real send
         if self._clock.monotonic() - saved_at > self._lease_seconds / 2:
-            # A long wait for the slot (HTX allows 1/s) could outlast the lease, and another
-            # worker could have taken the intent over: renew it, which also proves it is still
-            # ours (LeaseLostError otherwise), before anything is sent.
+            # A long wait for the slot (HTX allows 1/s), or for the clock read after a claim,
+            # could outlast the lease, and another worker could have taken the intent over:
+            # renew it, which also proves it is still ours (LeaseLostError otherwise), before
+            # anything is sent.
             await self._journal.save(
                 progress.intent, owner=owner, lease_seconds=self._lease_seconds
             )

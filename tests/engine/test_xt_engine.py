@@ -10,7 +10,7 @@ import pytest
 
 import xferkit
 from xferkit import TransferStatus
-from xferkit.journal import Journal
+from xferkit.journal import Intent, Journal
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
 from .conftest import MakeClient, transfer_args
@@ -272,3 +272,46 @@ async def test_a_transfer_cancelled_before_its_request_left_is_put_back_to_pendi
     assert receipt.status is TransferStatus.SUCCEEDED
     assert receipt.attempts == 1
     assert fake_xt.executions_by_token()[xt.idempotency_token("k1")] == 1
+
+
+async def test_a_claim_older_than_half_its_lease_is_renewed_before_the_first_send(
+    xt: xferkit.XT, fake_xt: FakeXT, clock: VirtualClock
+) -> None:
+    """The claim leases the intent and records the first attempt; if reading the venue's
+    clock then takes most of the lease, the lease is renewed before that attempt is sent, as
+    it is for every later attempt, so no other worker can take the intent over mid-send."""
+    lease = 60.0
+    events: list[str] = []
+    inner = FakeTransport(fake_xt)
+
+    class SlowClockReads(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.method != "GET":
+                events.append("send")
+                return await inner.handle_async_request(request)
+            # The clock read outlasts half the lease: 0.3 of it each way, so the venue's
+            # clock is still read right (at the midpoint).
+            clock.advance(lease * 0.3)
+            response = await inner.handle_async_request(request)
+            clock.advance(lease * 0.3)
+            return response
+
+    class RecordingJournal(xferkit.MemoryJournal):
+        async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
+            events.append(f"save {intent.status.value} lease={lease_seconds}")
+            await super().save(intent, owner=owner, lease_seconds=lease_seconds)
+
+    journal = RecordingJournal(clock=clock)
+    async with (
+        httpx.AsyncClient(transport=SlowClockReads()) as http_client,
+        xferkit.Client(
+            xt, journal=journal, http_client=http_client, clock=clock, lease_seconds=lease
+        ) as client,
+    ):
+        receipt = await client.transfer("xt", **transfer_args(), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert events == [
+        f"save {TransferStatus.IN_FLIGHT.value} lease={lease}",
+        "send",
+        f"save {TransferStatus.SUCCEEDED.value} lease=None",
+    ]
