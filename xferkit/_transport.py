@@ -108,19 +108,20 @@ def _aiohttp_errors() -> tuple[type[Exception], ...]:
 
 
 def _aiohttp_sent(error: Exception) -> bool:
-    """Whether the request that failed with this aiohttp error may have reached the venue.
+    """Whether the request that failed with this aiohttp error may have reached the venue:
+    judged by the httpx error xferkit's aiohttp transport maps it to (`to_httpx_error`).
 
-    Only these fail before the request is written: no connection could be made (refused, DNS,
-    TLS handshake, proxy: ``ClientConnectorError``), the connect phase, pool wait included,
-    timed out (``ConnectionTimeoutError``), or aiohttp cannot use the URL (``InvalidURL``).
+    Only a failed connection (refused, DNS, TLS handshake, proxy), a timed-out connect phase
+    (pool wait included) or a URL aiohttp cannot use come before the request is written.
     Everything else (``ServerDisconnectedError``, resets, read timeouts, payload and response
     parsing errors) may come after the venue received the request.
     """
     import aiohttp  # noqa: PLC0415 - loaded already: the error came from it
 
-    return not isinstance(
-        error, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError | aiohttp.InvalidURL
-    )
+    from ._aiohttp import to_httpx_error  # noqa: PLC0415 - it imports aiohttp
+
+    assert isinstance(error, aiohttp.ClientError)  # noqa: S101 - `_classify` checked it
+    return not isinstance(to_httpx_error(error), _NOT_SENT)
 
 
 def _classify(exc: Exception) -> SendError:
