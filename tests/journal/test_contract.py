@@ -46,6 +46,29 @@ async def test_claim_records_a_new_intent_owned_by_the_caller(journal: Journal) 
     assert stored.status is TransferStatus.PENDING
 
 
+async def test_a_claim_stores_the_intent_as_given(journal: Journal) -> None:
+    """A claim may record the first attempt with the intent (XT: IN_FLIGHT, counted, its
+    send times); every field it is given is stored, as `save` would store it."""
+    sent = datetime(2026, 11, 21, 8, 0, 0, 250000, tzinfo=timezone.utc)
+    first_attempt = attrs.evolve(
+        make_intent(),
+        status=TransferStatus.IN_FLIGHT,
+        attempts=1,
+        first_sent_at=sent,
+        first_sent_venue_ms=1_795_248_000_123,
+        last_sent_at=sent,
+    )
+    claim = await journal.claim(first_attempt, owner="a", lease_seconds=LEASE)
+    stored = await journal.get("k1")
+    assert stored is not None
+    assert claim.intent == stored
+    leased = ("lease_owner", "lease_expires_at")
+    assert attrs.asdict(stored, filter=lambda a, _: a.name not in leased) == attrs.asdict(
+        first_attempt, filter=lambda a, _: a.name not in leased
+    )
+    assert stored.lease_owner == "a"
+
+
 async def test_second_claim_returns_the_stored_intent_without_the_lease(journal: Journal) -> None:
     """A claim on a key leased to someone else returns the stored row and does not own it."""
     await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)

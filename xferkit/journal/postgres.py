@@ -76,8 +76,14 @@ def _intent(row: Any) -> Intent:
     return intent_from_row(row, lambda value: value)  # asyncpg returns aware datetimes
 
 
+_STATE_COLUMNS = (
+    "status, attempts, transfer_id, error, ledger_ref, first_sent_at, first_sent_venue_ms, "
+    "last_sent_at, finished_at, params, body"
+)
+
+
 def _state(intent: Intent) -> list[object]:
-    """The columns a save writes, in ``$2..$12`` order (key is ``$1``)."""
+    """The values of ``_STATE_COLUMNS``: what a save writes (``$2..$12``, key is ``$1``)."""
     return [
         intent.status.value,
         intent.attempts,
@@ -284,20 +290,19 @@ class PostgresJournal:
         async def claim(connection: Any) -> Claim:
             # Inside the group's transaction (`_commit_batch`): the read, lock and update below
             # are atomic with the insert, with no savepoint of their own.
+            # Every field as given: on XT the claim also records the first attempt.
             row = await connection.fetchrow(
-                f"""INSERT INTO {table} ({_COLUMNS}) VALUES (
-                    $1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL, $9,
-                    NULL, NULL, NULL, NULL, $10, now() + make_interval(secs => $11))
+                f"""INSERT INTO {table} (key, venue, fingerprint, token, created_at,
+                    {_STATE_COLUMNS}, lease_owner, lease_expires_at) VALUES (
+                    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                    $17, now() + make_interval(secs => $18))
                 ON CONFLICT (key) DO NOTHING RETURNING {_COLUMNS}""",  # noqa: S608
                 intent.key,
                 intent.venue,
                 intent.fingerprint,
-                intent.params,
                 intent.token,
-                intent.body,
-                intent.status.value,
-                intent.attempts,
                 intent.created_at,
+                *_state(intent),
                 owner,
                 lease_seconds,
             )
