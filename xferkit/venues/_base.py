@@ -28,6 +28,7 @@ __all__ = [
     "LedgerVenue",
     "TransferSpec",
     "Venue",
+    "compact_json",
     "env_credential",
     "fingerprint",
     "http_triage",
