@@ -46,6 +46,9 @@ class FlakyJournal:
     async def release(self, key: str, *, owner: str) -> None:
         await self.inner.release(key, owner=owner)
 
+    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+        return await self.inner.reopen(key, owner=owner, lease_seconds=lease_seconds)
+
     async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
         return await self.inner.claim_ledger_ref(key, owner=owner, ref=ref)
 

@@ -29,6 +29,7 @@ __all__ = [
     "intent_from_row",
     "lease_available",
     "lease_lost",
+    "reopened",
     "to_timestamp",
     "with_lease",
 ]
@@ -40,12 +41,19 @@ class LeaseLostError(JournalError):
 
 @attrs.frozen(kw_only=True)
 class StoredError:
-    """A definitive refusal as kept in the journal, so it can be raised again exactly."""
+    """A venue's refusal as kept in the journal, so it can be raised again exactly.
+
+    On a ``FAILED`` intent it is the refusal that settled it; ``reusable`` says that no
+    attempt reached the venue's processing, so the key is not spent (`Journal.reopen`). On an
+    ``UNKNOWN`` intent it is the last refusal, kept as the reason it is still open: a refusal
+    after an attempt that may have executed settles nothing.
+    """
 
     kind: str
     message: str
     code: str | None = None
     http_status: int | None = None
+    reusable: bool = False
 
     @classmethod
     def from_exception(cls, error: VenueError) -> StoredError:
@@ -55,12 +63,23 @@ class StoredError:
             message=error.message,
             code=error.code,
             http_status=error.http_status,
+            reusable=error.key_reusable,
         )
 
     def to_exception(self, venue: str) -> VenueError:
         """Rebuild the venue error that was raised when the refusal happened."""
         cls = VENUE_ERROR_TYPES.get(self.kind, TransferRejectedError)
-        return cls(self.message, venue=venue, code=self.code, http_status=self.http_status)
+        return cls(
+            self.message,
+            venue=venue,
+            code=self.code,
+            http_status=self.http_status,
+            key_reusable=self.reusable,
+        )
+
+    def describe(self) -> str:
+        """One line for a person: the code (if any) and the message."""
+        return self.message if self.code is None else f"{self.code}: {self.message}"
 
     def to_json(self) -> str:
         """Serialise for a text column."""
@@ -86,7 +105,8 @@ class Intent:
         status: where it stands.
         attempts: requests sent so far.
         transfer_id: the venue's id once known.
-        error: the stored refusal of a ``FAILED`` intent.
+        error: the stored refusal of a ``FAILED`` intent, or on an ``UNKNOWN`` one the refusal
+            that left it open (see `StoredError`).
         ledger_ref: the venue ledger row claimed by this intent (HTX reconciliation).
         created_at: when it was recorded (UTC).
         first_sent_at: when the first request was sent, or ``None``.
@@ -163,6 +183,14 @@ class Journal(Protocol):
         venue already claimed it (or ``owner`` lost the lease). True if this call recorded it.
         """
 
+    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+        """Turn a ``FAILED`` intent whose key was not spent back into ``PENDING``, leased.
+
+        Only an intent whose stored error is ``reusable`` (no attempt reached the venue's
+        processing) is reopened; atomically, so two callers cannot both reopen it. Returns the
+        reopened intent, or ``None`` if the stored intent is anything else.
+        """
+
     async def get(self, key: str) -> Intent | None:
         """The intent stored under ``key``, if any."""
 
@@ -231,6 +259,26 @@ def decide_claim(
     return Claim(intent=taken, created=False, owned=True), taken
 
 
+def reopened(
+    stored: Intent | None, *, owner: str, now: datetime, lease_seconds: float
+) -> Intent | None:
+    """The row `Journal.reopen` writes for ``stored``, or ``None`` if it may not be reopened."""
+    if (
+        stored is None
+        or stored.status is not TransferStatus.FAILED
+        or stored.error is None
+        or not stored.error.reusable
+    ):
+        return None
+    return attrs.evolve(
+        stored,
+        status=TransferStatus.PENDING,
+        finished_at=None,
+        lease_owner=owner,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+    )
+
+
 def decide_save(
     stored: Intent | None, intent: Intent, *, owner: str, now: datetime, lease_seconds: float | None
 ) -> Intent:
@@ -273,7 +321,12 @@ def to_timestamp(value: datetime | None) -> str | None:
 
 
 def from_timestamp(value: str | None) -> datetime | None:
-    """Inverse of `to_timestamp` (``fromisoformat`` reads the ``Z`` since Python 3.11)."""
+    """Inverse of `to_timestamp`.
+
+    ``fromisoformat`` reads the ``Z`` only since Python 3.11; before, it needs ``+00:00``.
+    """
     if value is None:
         return None
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
     return datetime.fromisoformat(value)

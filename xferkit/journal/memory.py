@@ -10,7 +10,7 @@ import attrs
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._models import TransferStatus
-from ._base import Claim, Intent, decide_claim, decide_save
+from ._base import Claim, Intent, decide_claim, decide_save, reopened
 
 __all__ = ["MemoryJournal"]
 
@@ -64,6 +64,16 @@ class MemoryJournal:
             self._intents[key] = decide_save(
                 stored, stored, owner=owner, now=self._now(), lease_seconds=None
             )
+
+    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+        """Reopen a ``FAILED`` intent whose key was not spent."""
+        await anyio.lowlevel.checkpoint()
+        row = reopened(
+            self._intents.get(key), owner=owner, now=self._now(), lease_seconds=lease_seconds
+        )
+        if row is not None:
+            self._intents[key] = row
+        return row
 
     async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
         """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""

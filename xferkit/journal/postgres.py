@@ -24,7 +24,7 @@ import anyio
 
 from .._exceptions import JournalError
 from .._models import TransferStatus
-from ._base import Claim, Intent, LeaseLostError, intent_from_row
+from ._base import Claim, Intent, LeaseLostError, intent_from_row, reopened
 from ._group import GroupCommit, Write
 
 __all__ = ["PostgresJournal"]
@@ -372,6 +372,34 @@ class PostgresJournal:
             ),
             key=key,
         )
+
+    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+        """Reopen a ``FAILED`` intent whose key was not spent; atomic under the row lock."""
+        table = self._table
+
+        async def reopen(connection: Any) -> Intent | None:
+            row = await connection.fetchrow(
+                f"SELECT {_COLUMNS} FROM {table} WHERE key = $1 FOR UPDATE",  # noqa: S608
+                key,
+            )
+            stored = _intent(row) if row is not None else None
+            # The lease is judged by the database's clock, as every lease here.
+            now = await connection.fetchval("SELECT now()")
+            new = reopened(stored, owner=owner, now=now, lease_seconds=lease_seconds)
+            if new is None:
+                return None
+            row = await connection.fetchrow(
+                f"""UPDATE {table} SET status = $2, finished_at = NULL, lease_owner = $3,
+                    lease_expires_at = now() + make_interval(secs => $4)
+                    WHERE key = $1 RETURNING {_COLUMNS}""",  # noqa: S608
+                key,
+                new.status.value,
+                owner,
+                lease_seconds,
+            )
+            return _intent(row)
+
+        return await self._write(reopen, key=key)
 
     async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
         """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""

@@ -33,6 +33,7 @@ from ._base import (
     from_timestamp,
     intent_from_row,
     lease_lost,
+    reopened,
     to_timestamp,
     with_lease,
 )
@@ -448,6 +449,19 @@ class SqliteJournal:
             )
 
         await self._write(release, key=key)
+
+    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+        """Reopen a ``FAILED`` intent whose key was not spent. Durable on return."""
+        now = self._now()
+
+        def reopen(db: sqlite3.Connection) -> Intent | None:
+            # Read and write in one write transaction: nobody can reopen it in between.
+            row = reopened(_select(db, key), owner=owner, now=now, lease_seconds=lease_seconds)
+            if row is not None:
+                db.execute(_UPSERT, _row(row))
+            return row
+
+        return await self._write(reopen, key=key)
 
     async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
         """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
