@@ -25,7 +25,7 @@ from ._exceptions import (
     VenueUnavailableError,
     XferError,
 )
-from ._models import Receipt, TransferRequest, TransferStatus
+from ._models import Confirmation, Receipt, TransferRequest, TransferStatus
 from ._retry import RetryBudget, RetryPolicy
 from .journal import Journal, MemoryJournal, PostgresJournal, SqliteJournal
 from .venues.htx import HTX
@@ -40,6 +40,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "Clock",
+    "Confirmation",
     "IdempotencyConflictError",
     "InsufficientBalanceError",
     "InvalidRequestError",

@@ -29,7 +29,8 @@ async def transfer(
 
     Reads ``XFERKIT_XT_API_KEY``/``XFERKIT_XT_SECRET`` (and ``XFERKIT_XT_BASE_URL``) for XT,
     ``XFERKIT_HTX_ACCESS_KEY``/``XFERKIT_HTX_SECRET`` (and ``XFERKIT_HTX_BASE_URL``) for HTX;
-    the journal is ``~/.xferkit/journal.sqlite3``. Same arguments as `Client.transfer`.
+    the journal is ``XFERKIT_JOURNAL`` when set (as for the CLI), else
+    ``~/.xferkit/journal.sqlite3``. Same arguments as `Client.transfer`.
     """
     factory = _FROM_ENV.get(venue.lower()) if isinstance(venue, str) else None
     if factory is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
+import os
 import random
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -22,6 +23,7 @@ from ._engine import DEFAULT_LEASE_SECONDS, Engine, VenueRuntime, receipt_from_i
 from ._exceptions import (
     ClientClosedError,
     InvalidRequestError,
+    JournalError,
     TransferOutcomeUnknownError,
     VenueError,
     XferError,
@@ -31,7 +33,7 @@ from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
-from .journal import DEFAULT_JOURNAL_PATH, Journal, PostgresJournal, SqliteJournal
+from .journal import DEFAULT_JOURNAL_PATH, Intent, Journal, PostgresJournal, SqliteJournal
 from .venues._base import Venue
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
@@ -39,6 +41,7 @@ __all__ = ["DEFAULT_TIMEOUT", "Client"]
 _log = logging.getLogger("xferkit")
 
 DEFAULT_TIMEOUT = 10.0
+JOURNAL_ENV = "XFERKIT_JOURNAL"
 _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
 
 
@@ -86,7 +89,13 @@ class _State(enum.Enum):
 
 
 def open_journal(journal: str | PathLike[str] | Journal | None, clock: Clock) -> Journal:
-    """Turn ``Client(journal=...)`` into a journal object: a path, a DSN, or a journal."""
+    """Turn ``Client(journal=...)`` into a journal object: a path, a DSN, or a journal.
+
+    ``None`` means ``XFERKIT_JOURNAL`` when it is set (as the CLI reads it), else the default
+    file: a transfer made from Python must land in the journal the CLI shows and resumes.
+    """
+    if journal is None:
+        journal = os.environ.get(JOURNAL_ENV) or None
     if journal is None:
         return SqliteJournal(DEFAULT_JOURNAL_PATH, clock=clock)
     if isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://")):
@@ -108,14 +117,15 @@ class Client:
 
     Args:
         *venues: configured venues, e.g. ``XT(api_key, secret)``; one per venue name.
-        journal: where intents are made durable: a SQLite path (the default is
-            ``~/.xferkit/journal.sqlite3``), a ``postgresql://`` DSN (`PostgresJournal`, for
-            fleets of workers) or a journal object.
+        journal: where intents are made durable: a SQLite path, a ``postgresql://`` DSN
+            (`PostgresJournal`, for fleets of workers) or a journal object. The default is
+            ``XFERKIT_JOURNAL`` when set, else ``~/.xferkit/journal.sqlite3``.
         retry: the retry policy (attempts, backoff, deadline).
         timeout: seconds each HTTP attempt may take.
         http_client: an ``httpx.AsyncClient`` to send with; it is not closed by the client.
         clock: the source of time and sleep (tests pass a virtual clock).
-        rng: randomness for backoff jitter and generated keys.
+        rng: randomness for backoff jitter only. Generated keys always come from the OS
+            (``uuid4``): two runs seeded alike must never generate the same key.
         lease_seconds: how long a worker's claim on an intent lasts without renewal.
         retry_budget: the client-wide retry allowance (a `RetryBudget` token bucket, shared
             by every transfer of this client); ``None`` for none.
@@ -321,10 +331,8 @@ class Client:
             symbol=symbol,
             margin_account=margin_account,
         )
-        if key is None:
-            key = f"auto-{uuid.UUID(int=self._rng.getrandbits(128), version=4)}"
-        else:
-            key = check_key(key)
+        # A generated key comes from OS randomness, never from the (seedable) jitter rng.
+        key = f"auto-{uuid.uuid4()}" if key is None else check_key(key)
         if deadline is not None and not _positive_seconds(deadline):
             raise InvalidRequestError(
                 f"deadline must be a positive number of seconds, not {deadline!r}"
@@ -456,10 +464,26 @@ class Client:
             try:
                 receipt = await engine.resume(runtime, intent)
             except (VenueError, TransferOutcomeUnknownError):
-                stored = await self._journal.get(intent.key)
-                if stored is not None:
-                    receipts.append(receipt_from_intent(stored, replayed=False))
-                continue
+                receipt = await self._stored_receipt(intent)
+            except Exception as exc:  # noqa: BLE001 - one poisoned intent must not stop the sweep
+                _log.exception(
+                    "resume: transfer %s on %s could not be driven; it stays open",
+                    intent.key,
+                    intent.venue,
+                )
+                stored = await self._stored_receipt(intent)
+                receipt = attrs.evolve(
+                    stored, reason=f"resume() could not drive it: {type(exc).__name__}: {exc}"
+                )
             if receipt is not None:
                 receipts.append(receipt)
         return receipts
+
+    async def _stored_receipt(self, intent: Intent) -> Receipt:
+        """The journal's latest word on ``intent`` (``intent`` itself if it cannot be read)."""
+        try:
+            stored = await self._journal.get(intent.key)
+        except JournalError:
+            _log.exception("resume: could not read transfer %s back", intent.key)
+            stored = None
+        return receipt_from_intent(stored or intent, replayed=False)

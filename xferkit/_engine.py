@@ -36,7 +36,7 @@ from ._exceptions import (
     VenueError,
     VenueUnavailableError,
 )
-from ._models import Receipt, TransferStatus
+from ._models import Confirmation, Receipt, TransferStatus
 from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
@@ -124,12 +124,41 @@ class _Progress:
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
-    """The error a FAILED intent raises, or ``None`` when the outcome is still unknown."""
+    """The error a FAILED intent raises, or ``None`` when the outcome is still unknown.
+
+    Once an attempt may have executed (in this call, an earlier one or another process), a
+    refusal of a later attempt settles nothing: it says nothing about the earlier one. When
+    no attempt reached the venue's processing, the error says the key was not spent.
+    """
+    if maybe_executed:
+        return None
     if isinstance(outcome, Rejected):
+        if outcome.before_processing:
+            return _unspent(outcome.error)
         return outcome.error
     if isinstance(outcome, _Exhausted) and isinstance(outcome.last, NotProcessed):
-        # Only provably-unprocessed attempts since the last possible execution: nothing moved.
-        return None if maybe_executed else outcome.last.error
+        return _unspent(outcome.last.error)
+    return None
+
+
+def _unspent(error: VenueError) -> VenueError:
+    """``error`` marked as leaving the key unspent (`VenueError.key_reusable`)."""
+    if error.key_reusable:
+        return error
+    return type(error)(
+        error.message,
+        venue=error.venue,
+        code=error.code,
+        http_status=error.http_status,
+        key_reusable=True,
+    )
+
+
+def _late_refusal(outcome: Outcome | _Exhausted) -> VenueError | None:
+    """The refusal that left a possibly executed intent open, kept as its reason."""
+    last = outcome.last if isinstance(outcome, _Exhausted) else outcome
+    if isinstance(last, Rejected | NotProcessed):
+        return last.error
     return None
 
 
@@ -156,7 +185,24 @@ def receipt_from_intent(
         replayed=replayed,
         created_at=intent.created_at,
         finished_at=intent.finished_at,
+        confirmed_by=confirmation(intent),
+        reason=None if intent.error is None else intent.error.describe(),
     )
+
+
+def confirmation(intent: Intent) -> Confirmation | None:
+    """What proved a ``SUCCEEDED`` intent executed, from what the journal holds.
+
+    Derived, not stored: a ledger match keeps its row (``ledger_ref``), and on XT only the
+    duplicate answer settles without a transfer id.
+    """
+    if intent.status is not TransferStatus.SUCCEEDED:
+        return None
+    if intent.ledger_ref is not None:
+        return Confirmation.LEDGER
+    if intent.transfer_id is None:
+        return Confirmation.DUPLICATE
+    return Confirmation.VENUE
 
 
 class Engine:
@@ -206,6 +252,8 @@ class Engine:
     ) -> Receipt:
         """Claim ``key`` for ``spec`` and drive it to an outcome (or replay the stored one)."""
         venue = runtime.venue
+        params = spec.canonical_json()
+        params_fingerprint = fingerprint(params)
         token = venue.idempotency_token(key)
         now = _utc(self._clock)
         # On a venue that de-duplicates, the claim also records the first attempt (IN_FLIGHT,
@@ -213,11 +261,10 @@ class Engine:
         # per transfer. A ledger venue's claim stays PENDING: until it is sent, it must not
         # hold back identical movements (`_wait_for_identical`).
         first_attempt = venue.ambiguity_policy is AmbiguityPolicy.RESEND
-        params = spec.canonical_json()
         intent = Intent(
             key=key,
             venue=venue.name,
-            fingerprint=fingerprint(params),
+            fingerprint=params_fingerprint,
             params=params,
             token=token,
             body=venue.transfer_body(spec, token),
@@ -260,6 +307,12 @@ class Engine:
             stored = claim.intent
             if stored.fingerprint != intent.fingerprint:
                 raise IdempotencyConflictError(intent.key)
+            if not claim.owned and stored.error is not None and stored.error.reusable:
+                # FAILED, but no attempt reached the venue's processing: the key was not
+                # spent, so this call tries again (resume() never does so on its own).
+                reopened = await self._reopen(stored, owner)
+                if reopened is not None:
+                    claim, stored = attrs.evolve(claim, intent=reopened, owned=True), reopened
             if stored.status.is_terminal:
                 _log.debug(
                     "transfer %s on %s: replayed %s", stored.key, stored.venue, stored.status.value
@@ -280,6 +333,19 @@ class Engine:
                         return self._replay(stored, replayed=False)
             await self._wait_for_owner(stored, deadline_at)
             joined = True
+
+    async def _reopen(self, intent: Intent, owner: str) -> Intent | None:
+        with anyio.CancelScope(shield=True):  # as the claim: never leave a lease held
+            reopened = await self._journal.reopen(
+                intent.key, owner=owner, lease_seconds=self._lease_seconds
+            )
+        if reopened is not None:
+            _log.info(
+                "transfer %s on %s: trying again; no earlier attempt reached the venue",
+                intent.key,
+                intent.venue,
+            )
+        return reopened
 
     def _replay(self, intent: Intent, *, replayed: bool = True) -> Receipt:
         if intent.status is TransferStatus.FAILED and intent.error is not None:
@@ -352,6 +418,23 @@ class Engine:
                 # "Nothing moved" is what JournalError promises; here it may have.
                 raise TransferOutcomeUnknownError(
                     intent.key, intent.venue, f"the journal failed after a send: {exc}"
+                ) from exc
+            # "Nothing moved" must stay true after the caller moves on (perhaps under a new
+            # key): the intent may not stay where resume() would send it. FAILED, key unspent.
+            unsent = attrs.evolve(
+                self._known(progress, fresh),
+                status=TransferStatus.FAILED,
+                error=StoredError(kind="JournalError", message=str(exc), reusable=True),
+                finished_at=_utc(self._clock),
+            )
+            settled = await self._record(unsent, owner, adopt=False)
+            if not settled:
+                raise TransferOutcomeUnknownError(
+                    intent.key,
+                    intent.venue,
+                    f"not sent, but the journal failed ({exc}) and still holds the transfer "
+                    "open, so resume() may send it later: call again with the same key, or "
+                    "abandon it",
                 ) from exc
             raise
         finally:
@@ -648,6 +731,7 @@ class Engine:
                 intent,
                 status=TransferStatus.SUCCEEDED,
                 transfer_id=outcome.transfer_id,
+                error=None,  # a refusal kept as an UNKNOWN's reason is history now
                 finished_at=now,
                 lease_owner=None,  # a settled intent has no lease: the save needs no copy
                 lease_expires_at=None,
@@ -659,8 +743,22 @@ class Engine:
         refusal = _refusal(outcome, progress.maybe_executed)
         if refusal is None:
             last = outcome.last if isinstance(outcome, _Exhausted) else outcome
-            reason = last.reason if isinstance(last, Ambiguous) else "retries exhausted"
-            await self._record(attrs.evolve(intent, status=TransferStatus.UNKNOWN), owner)
+            late = _late_refusal(outcome)
+            if isinstance(last, Ambiguous):
+                reason = last.reason
+            elif late is not None:
+                reason = (
+                    f"a later attempt was refused ({late}), which says nothing about an "
+                    "earlier attempt that may have executed"
+                )
+            else:
+                reason = "retries exhausted"
+            unknown = attrs.evolve(
+                intent,
+                status=TransferStatus.UNKNOWN,
+                error=StoredError.from_exception(late) if late is not None else intent.error,
+            )
+            await self._record(unknown, owner)
             raise TransferOutcomeUnknownError(intent.key, venue, reason)
         final = attrs.evolve(
             intent,
@@ -680,6 +778,9 @@ class Engine:
     def _judge_duplicate(outcome: Duplicate, progress: _Progress, venue: str) -> Outcome:
         if progress.maybe_executed:
             return Succeeded(None)  # the venue has our token: an earlier attempt executed
+        # Not yet settled as SUCCEEDED: today's bizId is derived from (api key, key) alone, so
+        # on a token this journal never sent (a lost journal) the same key may have named
+        # other parameters. Issue 15 item 2 (bizId from the parameters too) is still open.
         error = outcome.error
         return Rejected(
             type(error)(

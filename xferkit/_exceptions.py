@@ -18,7 +18,10 @@ error, whether money can have moved::
         └── TransferRejectedError               any other definitive refusal
 
 A definitive refusal (every `VenueError`) marks the intent ``FAILED`` in the journal;
-calling again with the same key re-raises the stored error without network I/O.
+calling again with the same key re-raises the stored error without network I/O, except when
+no attempt reached the venue's processing (``error.key_reusable``): then the same key tries
+again. After an attempt that may have executed, a refusal settles nothing: the caller gets
+`TransferOutcomeUnknownError` and the intent stays ``UNKNOWN`` for ``resume()``.
 """
 
 from __future__ import annotations
@@ -103,6 +106,11 @@ class VenueError(XferError):
         code: the venue's error code as a string, or ``None`` when it gave none.
         message: the venue's message (never contains credentials).
         http_status: the HTTP status of the answer, or ``None`` without one.
+        key_reusable: ``True`` when no attempt reached the venue's processing (it could not
+            be reached, its gateway refused the key, or it rate limited every attempt): the
+            key was not spent, and calling again with the same key and parameters tries
+            again. ``False`` when the venue refused the transfer itself: the key is spent and
+            a new attempt needs a new key.
     """
 
     def __init__(
@@ -112,12 +120,20 @@ class VenueError(XferError):
         venue: str,
         code: str | None = None,
         http_status: int | None = None,
+        key_reusable: bool = False,
     ) -> None:
-        super().__init__(f"{venue}: {code}: {message}" if code else f"{venue}: {message}")
+        text = f"{venue}: {code}: {message}" if code else f"{venue}: {message}"
+        if key_reusable:
+            text += (
+                " (nothing moved and the key was not spent: calling again with the same key "
+                "tries again)"
+            )
+        super().__init__(text)
         self.venue = venue
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.key_reusable = key_reusable
 
 
 class AuthenticationError(VenueError):

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import attrs
 
-__all__ = ["Amount", "Receipt", "TransferRequest", "TransferStatus"]
+__all__ = ["Amount", "Confirmation", "Receipt", "TransferRequest", "TransferStatus"]
 
 Amount = Decimal | str | int
 """What ``amount=`` accepts. A ``float`` is refused: it cannot hold most decimal amounts."""
@@ -32,6 +32,20 @@ class TransferStatus(str, enum.Enum):
     def is_terminal(self) -> bool:
         """Whether the intent is settled for good."""
         return self in (TransferStatus.SUCCEEDED, TransferStatus.FAILED)
+
+
+class Confirmation(str, enum.Enum):
+    """What proved that a ``SUCCEEDED`` transfer executed (`Receipt.confirmed_by`)."""
+
+    VENUE = "venue"
+    """The venue's success answer, with its transfer id."""
+    DUPLICATE = "duplicate"
+    """XT's duplicate-bizId answer (``TRANSFER_001``/``FUND_001``): the venue already holds
+    this transfer's bizId, derived from (account, key, parameters), so this very transfer
+    executed earlier (after an ambiguous attempt, or in a run whose journal was lost). The
+    answer carries no transfer id."""
+    LEDGER = "ledger"
+    """A matching row of HTX's account ledger, after an ambiguous attempt; the id is the row's."""
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +83,10 @@ class Receipt:
             of the same key still in progress get that drive's receipt, ``replayed=False``.
         created_at: UTC time the intent was recorded.
         finished_at: UTC time it was settled, or ``None``.
+        confirmed_by: for ``SUCCEEDED``, what proved the execution (a `Confirmation`);
+            ``None`` otherwise.
+        reason: for a transfer not ``SUCCEEDED``, the last word on why, when there is one: the
+            venue's refusal, or what kept it open (``journal show`` prints the same).
     """
 
     venue: str
@@ -83,3 +101,5 @@ class Receipt:
     replayed: bool
     created_at: datetime
     finished_at: datetime | None
+    confirmed_by: Confirmation | None = None
+    reason: str | None = None

@@ -22,9 +22,16 @@ class Succeeded:
 
 @attrs.frozen
 class Rejected:
-    """The venue definitively refused; nothing moved. ``error`` is raised to the caller."""
+    """The venue definitively refused this attempt; it did not execute.
+
+    ``before_processing``: the refusal came before the venue's transfer logic (its gateway
+    refused the key, signature, permission or IP), so the venue never saw the transfer itself
+    and the idempotency key is not spent. A refusal says nothing about *earlier* attempts: the
+    engine settles an intent on one only while no earlier attempt may have executed.
+    """
 
     error: VenueError
+    before_processing: bool = False
 
 
 @attrs.frozen(kw_only=True)

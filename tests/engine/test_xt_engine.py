@@ -13,7 +13,7 @@ from xferkit import TransferStatus
 from xferkit.journal import Intent, Journal
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
-from .conftest import MakeClient, transfer_args
+from .conftest import API_KEY, SECRET, MakeClient, transfer_args
 
 
 def transfer_requests(fake: FakeXT) -> int:
@@ -96,22 +96,53 @@ async def test_clock_skew_resyncs_and_resigns(
     assert abs(stamps[1] - stamps[0] - fake_xt.skew_ms) < 5_000  # re-signed in the venue's time
 
 
-async def test_rate_limit_past_the_policy_fails_and_is_final(
+async def test_rate_limit_past_the_policy_fails_and_leaves_the_key_unspent(
     make_client: MakeClient, fake_xt: FakeXT, plan: FaultPlan, journal: Journal
 ) -> None:
-    """429 on every attempt raises RateLimitError, records FAILED, and a repeat sends nothing."""
+    """429 on every attempt: RateLimitError saying the key is not spent, FAILED; resume()
+    leaves it alone, and the next call with the same key tries again and moves it once."""
     plan.force(Fault.RATE_LIMIT, times=3)
     async with make_client(retry=xferkit.RetryPolicy(max_attempts=3, deadline=None)) as client:
-        with pytest.raises(xferkit.RateLimitError):
+        with pytest.raises(xferkit.RateLimitError) as refused:
             await client.transfer("xt", **transfer_args(), key="k1")
-        sent = transfer_requests(fake_xt)
-        with pytest.raises(xferkit.RateLimitError):
-            await client.transfer("xt", **transfer_args(), key="k1")
+        assert refused.value.key_reusable
+        assert "the key was not spent" in str(refused.value)
         stored = await journal.get("k1")
-    assert transfer_requests(fake_xt) == sent == 3
-    assert stored is not None
-    assert stored.status is TransferStatus.FAILED
-    assert not fake_xt.audit
+        assert stored is not None
+        assert stored.status is TransferStatus.FAILED
+        assert await client.resume() == []
+        assert transfer_requests(fake_xt) == 3
+        assert not fake_xt.audit
+
+        receipt = await client.transfer("xt", **transfer_args(), key="k1")
+        again = await client.transfer("xt", **transfer_args(), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert not receipt.replayed
+    assert again.replayed
+    assert again.transfer_id == receipt.transfer_id
+    assert transfer_requests(fake_xt) == 4
+    assert len(fake_xt.audit) == 1
+
+
+async def test_an_auth_refusal_leaves_the_key_unspent_for_the_fixed_credentials(
+    make_client: MakeClient, fake_xt: FakeXT, clock: VirtualClock, journal: Journal
+) -> None:
+    """A mistyped secret is refused at XT's gateway (AUTH_103): FAILED, key not spent; the
+    same key with the right secret then executes once."""
+    wrong = xferkit.XT(API_KEY, "wrong-" + SECRET, rate_limit=10_000)
+    async with (
+        httpx.AsyncClient(transport=FakeTransport(fake_xt)) as http_client,
+        xferkit.Client(wrong, journal=journal, http_client=http_client, clock=clock) as client,
+    ):
+        with pytest.raises(xferkit.AuthenticationError) as refused:
+            await client.transfer("xt", **transfer_args(), key="k1")
+    assert refused.value.key_reusable
+    async with make_client() as client:
+        assert await client.resume() == []
+        receipt = await client.transfer("xt", **transfer_args(), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert not receipt.replayed
+    assert len(fake_xt.audit) == 1
 
 
 async def test_ambiguous_past_the_policy_is_unknown_then_resume_settles_it(

@@ -33,6 +33,7 @@ from .harness import (
     fakes,
     ledger_reads,
     read_journal,
+    refused_after_a_possible_execution,
     run_worker,
     run_workers,
     transfer_posts,
@@ -127,7 +128,12 @@ async def test_four_processes_submit_the_same_keys_exactly_once() -> None:
     check_exactly_once(plan(seed, keys), intents, fake_xt, fake_htx)
     assert sum(faults.injected.values()) > 50
     check_reports_agree({**fleet, "final": final}, intents)
-    assert "TransferOutcomeUnknownError" not in final.summary_counts, final.summary
+    # Once the faults stop every transfer settles, but the oversized XT ones refused after a
+    # lost answer: those only a person can settle (check_exactly_once checked each of them).
+    left_open = [
+        p for p in plan(seed, keys) if refused_after_a_possible_execution(p, intents[p.key])
+    ]
+    assert final.summary_counts.get("TransferOutcomeUnknownError", 0) == len(left_open)
     # The processes really shared the keys: some answered from another process's drive.
     replayed = collections.Counter(
         key for run in fleet.values() for key, line in run.outcomes.items() if line.get("replayed")

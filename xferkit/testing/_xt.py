@@ -74,6 +74,9 @@ class FakeXT:
         host: the host the transport routes to this venue.
         failed_attempts_spend_bizid: whether a transfer refused for a business reason still
             uses up its bizId (XT does not document it; design for both readings).
+        balance_checked_first: whether the balance is checked before the bizId, so that a
+            resend of an executed bizId may be answered ``FUND_002`` instead of the duplicate
+            code (XT does not document the order; design for both readings).
     """
 
     name = "xt"
@@ -88,12 +91,15 @@ class FakeXT:
         faults: FaultPlan | None = None,
         host: str = DEFAULT_XT_HOST,
         failed_attempts_spend_bizid: bool = False,
+        balance_checked_first: bool = False,
     ) -> None:
         self.api_key = api_key
         self._secret = secret
         self.host = host
         self.faults = faults
         self.failed_attempts_spend_bizid = failed_attempts_spend_bizid
+        self.balance_checked_first = balance_checked_first
+        self._refusals: list[tuple[str, str]] = []
         self.skew_ms = 0
         """Milliseconds the venue's clock runs ahead of ``clock`` (negative: behind)."""
         self._clock = clock
@@ -133,6 +139,13 @@ class FakeXT:
             raise ValueError(f"{account!r} is not an XT account")
         return self._balances[native].get(currency.lower(), Decimal(0))
 
+    def refuse_next(self, code: str, message: str = "refused", *, times: int = 1) -> None:
+        """Answer the next ``times`` transfer requests ``code`` before any processing, as XT's
+        gateway does for risk control (``GATEWAY_0001``) or a changed IP (``AUTH_104``).
+        A request struck by a fault is not one of them: the fault decides its fate."""
+        with self._lock:
+            self._refusals.extend([(code, message)] * times)
+
     def server_time_ms(self) -> int:
         """The venue's clock in Unix milliseconds, skew included."""
         return int(self._clock.time() * 1000) + self.skew_ms
@@ -168,6 +181,8 @@ class FakeXT:
         self._record(request, fault)
         if early is not None:
             return early
+        if self._refusals and fault is None:
+            return _error(*self._refusals.pop(0))
         if plan is not None and fault is Fault.CLOCK_SKEW:
             self.skew_ms += plan.skew_ms
             return _error("AUTH_105", "request expired: timestamp outside the receive window")
@@ -184,6 +199,8 @@ class FakeXT:
             raise _Refused("FUND_017", "bizId is required")
         if len(biz_id) > MAX_BIZ_ID_CHARS:
             raise _Refused("FUND_017", f"bizId has more than {MAX_BIZ_ID_CHARS} characters")
+        if self.balance_checked_first:
+            self._check_balance(fields)
         if biz_id in self._spent_biz_ids:
             raise _Refused("TRANSFER_001", "duplicate request: this bizId was already used")
         try:
@@ -228,6 +245,13 @@ class FakeXT:
         self._spent_biz_ids.add(biz_id)
         self._audit.append(execution)
         return execution
+
+    def _check_balance(self, fields: Mapping[str, object]) -> None:
+        source, currency = _account(fields, "from"), fields.get("currency")
+        if not isinstance(currency, str) or currency not in self._currencies:
+            return
+        if _amount(fields.get("amount")) > self._balances[source].get(currency, Decimal(0)):
+            raise _Refused("FUND_002", "insufficient balance")
 
     def _symbol(self, value: object, currency: str) -> str:
         if not isinstance(value, str) or not value:

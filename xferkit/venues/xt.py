@@ -120,10 +120,12 @@ def classify_code(code: str, message: str, *, http_status: int | None = None) ->
         return Duplicate(error(TransferRejectedError))
     if code == _CLOCK_CODE:
         return NotProcessed(error=error(AuthenticationError), resync_clock=True)
+    # The gateway checks key, signature, IP and permission before the transfer logic sees
+    # the request: such a refusal never registers the bizId.
     if code in _AUTH_CODES:
-        return Rejected(error(AuthenticationError))
+        return Rejected(error(AuthenticationError), before_processing=True)
     if code in _PERMISSION_CODES:
-        return Rejected(error(PermissionDeniedError))
+        return Rejected(error(PermissionDeniedError), before_processing=True)
     if code in _BALANCE_CODES:
         return Rejected(error(InsufficientBalanceError))
     if code in _REJECTED_CODES:
