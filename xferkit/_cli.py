@@ -154,6 +154,7 @@ def _summary_table(summary: DemoSummary) -> Table:
     row("unknown after the faulted batch", lambda v: v.unknown_after_batch)
     row("settled by resume()", lambda v: v.settled_by_resume)
     row("still unresolved", lambda v: v.unresolved)
+    row("  refused after a lost answer (a person settles)", lambda v: v.left_for_operator)
     row("requests sent", lambda v: v.attempts)
     row("retries", lambda v: v.retries)
     row("faults injected and survived", lambda v: sum(v.faults.values()))

@@ -52,6 +52,7 @@ class Tally:
     succeeded: int = 0
     replayed: int = 0
     failed: int = 0
+    reusable: int = 0
     unknown: int = 0
     errors: int = 0
     retries: int = 0
@@ -69,6 +70,7 @@ class Tally:
             return
         if outcome.status == FAILED:
             self.failed += 1
+            self.reusable += outcome.error is not None and outcome.error.reusable
             self.refused_by_code[outcome.refusal] += 1
             if outcome.error is not None:
                 self.kinds.setdefault(outcome.refusal, outcome.error.kind)
@@ -94,6 +96,7 @@ class Tally:
             "succeeded": self.succeeded,
             "replayed": self.replayed,
             "failed": self.failed,
+            "keys_reusable": self.reusable,
             "refused_by_code": dict(sorted(self.refused_by_code.items())),
             "unknown": self.unknown,
             "errors": self.errors,
@@ -302,10 +305,16 @@ def _closing_line(tally: Tally) -> str:
         noun = "transfer" if tally.rows == 1 else "transfers"
         return f"all {tally.rows} {noun} SUCCEEDED ({tally.replayed} replayed); exit status 0"
     reasons: list[str] = []
-    if tally.failed:
+    spent = tally.failed - tally.reusable
+    if spent:
         reasons.append(
-            f"{tally.failed} refused (nothing moved; their keys stay refused: "
+            f"{spent} refused (nothing moved; their keys stay refused: "
             "a new attempt needs a new key)"
+        )
+    if tally.reusable:
+        reasons.append(
+            f"{tally.reusable} not processed (the venue was not reached or refused them before "
+            "processing; nothing moved; running this plan again tries them again)"
         )
     if tally.unknown:
         reasons.append(

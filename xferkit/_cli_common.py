@@ -15,6 +15,7 @@ from typing import TypeVar
 import anyio
 import click
 
+from ._client import JOURNAL_ENV
 from ._exceptions import XferError
 from ._models import TransferStatus
 from .journal import DEFAULT_JOURNAL_PATH, SqliteJournal
@@ -38,7 +39,7 @@ EXIT_OK = 0
 EXIT_UNRESOLVED = 1
 EXIT_ERROR = 2
 
-JOURNAL_ENVVAR = "XFERKIT_JOURNAL"
+JOURNAL_ENVVAR = JOURNAL_ENV  # one name for the CLI and Client(journal=None)
 UNRESOLVED = tuple(s for s in TransferStatus if not s.is_terminal)  # PENDING, IN_FLIGHT, UNKNOWN
 
 _T = TypeVar("_T")

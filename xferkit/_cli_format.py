@@ -104,7 +104,7 @@ def echo_json(value: object) -> None:
 
 def error_json(error: StoredError | None) -> dict[str, object] | None:
     """A stored refusal as JSON: ``kind`` (the exception class), ``code``, ``message``,
-    ``http_status``."""
+    ``http_status``, and ``key_reusable`` (nothing reached the venue: the key may try again)."""
     if error is None:
         return None
     return {
@@ -112,6 +112,7 @@ def error_json(error: StoredError | None) -> dict[str, object] | None:
         "code": error.code,
         "message": error.message,
         "http_status": error.http_status,
+        "key_reusable": error.reusable,
     }
 
 

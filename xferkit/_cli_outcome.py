@@ -4,7 +4,8 @@ The engine hands back a `Receipt` or raises; the command line turns either into 
 with one of four statuses, so a script reads one object whatever happened:
 
 - ``SUCCEEDED``: the venue executed it (now, or before this run: ``replayed``);
-- ``FAILED``: the venue refused it definitively; nothing moved, and the key is spent;
+- ``FAILED``: the venue refused it definitively; nothing moved, and the key is spent, unless no
+  attempt reached the venue's processing (``error.key_reusable``): then the same key tries again;
 - ``UNKNOWN``: it may have executed; ``xferkit resume`` settles it, never twice;
 - ``ERROR``: xferkit did not send it (the key was used for another transfer, or the journal
   could not be written); nothing moved.

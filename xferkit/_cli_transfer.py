@@ -197,6 +197,17 @@ def verdict(outcome: Outcome, *, generated_key: bool) -> str:
     reason = "" if error is None else (f"{error.code}: " if error.code else "") + error.message
     if outcome.status == FAILED:
         again = " It was refused before; nothing was sent now." if outcome.replayed else ""
+        if error is not None and error.reusable:
+            where = (
+                f"{spec.venue} was not reached"
+                if error.http_status is None
+                else f"{spec.venue} refused it before processing the transfer"
+            )
+            return f"FAILED: {where} ({reason}); nothing moved.{again}" + (
+                " Running the command again tries anew, under a new key."
+                if generated_key
+                else f" Key {key} was not spent: the same command with --key {key} tries again."
+            )
         return f"FAILED: {spec.venue} refused the transfer ({reason}); nothing moved.{again}" + (
             " Running the command again tries anew, under a new key."
             if generated_key

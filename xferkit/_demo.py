@@ -97,6 +97,10 @@ class VenueSummary:
         failed: refused by the venue (nothing moved), in the end.
         refused_by_code: ``failed`` by the venue's code (or the error class without one).
         unresolved: neither in the end (still ``UNKNOWN``).
+        left_for_operator: of those, the ones a venue refused after an earlier attempt may
+            have executed (an oversized XT transfer whose first answer was lost: the balance
+            refusal of the resend says nothing about it). Software cannot settle them; a
+            person does (``xferkit journal settle``). Each moved at most once.
         unknown_after_batch: ``UNKNOWN`` when the faulted batch ended.
         settled_by_resume: of those, settled by ``resume()`` once the faults stopped.
         attempts: requests sent, over every call (from the journal).
@@ -117,6 +121,7 @@ class VenueSummary:
     failed: int
     refused_by_code: Mapping[str, int]
     unresolved: int
+    left_for_operator: int
     unknown_after_batch: int
     settled_by_resume: int
     attempts: int
@@ -131,13 +136,14 @@ class VenueSummary:
 
     @property
     def exactly_once(self) -> bool:
-        """Every transfer settled; each success executed once, each refusal never, no extras."""
+        """Each success executed once, each refusal never, no extras; every transfer settled
+        but those only a person can settle, and each of those moved at most once."""
         return (
-            self.unresolved == 0
+            self.unresolved == self.left_for_operator
             and self.executed_twice == 0
             and self.succeeded_not_executed == 0
             and self.failed_but_executed == 0
-            and self.executed == self.succeeded
+            and self.succeeded <= self.executed <= self.succeeded + self.left_for_operator
         )
 
     def to_json(self) -> dict[str, object]:
@@ -374,6 +380,9 @@ def _venue_summary(
             )
         ),
         unresolved=requests - len(succeeded) - len(refusals),
+        left_for_operator=sum(
+            1 for i in intents if i.status is TransferStatus.UNKNOWN and i.error is not None
+        ),
         unknown_after_batch=sum(
             1 for o in first.values() if isinstance(o, TransferOutcomeUnknownError)
         ),

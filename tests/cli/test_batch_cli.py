@@ -25,6 +25,7 @@ SUMMARY_FIELDS = {
     "succeeded",
     "replayed",
     "failed",
+    "keys_reusable",
     "refused_by_code",
     "unknown",
     "errors",
@@ -165,7 +166,13 @@ def test_json_lines_follow_the_documented_schema(fakes: Fakes, tmp_path: Path) -
     by_key = {o["key"]: o for o in outcomes}
     assert by_key["s-ok"]["error"] is None
     assert by_key["s-no"]["status"] == "FAILED"
-    assert set(by_key["s-no"]["error"]) == {"kind", "code", "message", "http_status"}
+    assert set(by_key["s-no"]["error"]) == {
+        "kind",
+        "code",
+        "message",
+        "http_status",
+        "key_reusable",
+    }
     assert by_key["s-no"]["error"]["code"] == "FUND_002"
     assert by_key["s-unknown"]["status"] == "UNKNOWN"
     assert by_key["s-unknown"]["error"]["kind"] == "TransferOutcomeUnknownError"

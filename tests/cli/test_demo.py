@@ -58,13 +58,20 @@ async def test_demo_summary_matches_the_venue_audits(tmp_path: Path) -> None:
             executed = venues.htx.executions_matching(
                 request.from_account, request.to_account, request.currency, request.amount
             )
+        if intent.status is xferkit.TransferStatus.UNKNOWN:
+            # Refused after an earlier attempt may have executed: open, and moved at most once.
+            assert intent.error is not None, intent
+            assert executed <= 1
+            continue
         assert executed == (1 if intent.status is xferkit.TransferStatus.SUCCEEDED else 0)
         assert intent.status.is_terminal
     for name, fake in (("xt", venues.xt), ("htx", venues.htx)):
         part = summary.venue(name)
         mine = [i for i in journal.values() if i.venue == name]
         assert part.transfers == 40
-        assert part.executed == len(fake.audit) == part.succeeded
+        assert part.executed == len(fake.audit)
+        assert part.succeeded <= part.executed <= part.succeeded + part.left_for_operator
+        assert part.left_for_operator == sum(1 for i in mine if i.status.value == "UNKNOWN")
         assert part.succeeded == sum(1 for i in mine if i.status.value == "SUCCEEDED")
         assert part.failed == sum(1 for i in mine if i.status.value == "FAILED")
         assert part.attempts == sum(i.attempts for i in mine)
@@ -116,7 +123,8 @@ def test_demo_runs_as_a_real_process_and_its_summary_matches_the_journal() -> No
         assert part["attempts"] == sum(i.attempts for i in mine)
         assert part["executed_twice"] == part["failed_but_executed"] == 0
         assert part["exactly_once"] is True
-        refused = Counter(i.error.code for i in mine if i.error is not None)
+        failed = [i for i in mine if i.status is xferkit.TransferStatus.FAILED]
+        refused = Counter(i.error.code for i in failed if i.error is not None)
         assert part["refused_by_code"] == dict(refused)
     reconciled = sum(1 for i in intents if i.venue == "htx" and i.ledger_ref is not None)
     assert summary["venues"]["htx"]["reconciled"] == reconciled

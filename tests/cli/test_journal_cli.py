@@ -176,7 +176,7 @@ def test_ls_json_has_the_documented_schema(journal_file: Path) -> None:
     assert by_key["xt-pending"]["finished_at"] is None
     error = by_key["xt-refused"]["error"]
     assert isinstance(error, dict)
-    assert set(error) == {"kind", "code", "message", "http_status"}
+    assert set(error) == {"kind", "code", "message", "http_status", "key_reusable"}
     assert (error["kind"], error["http_status"]) == ("InsufficientBalanceError", 200)
     stamps = [(row["created_at"], row["key"]) for row in rows]
     assert stamps == sorted(stamps)  # oldest first
