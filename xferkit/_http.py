@@ -7,6 +7,7 @@ the fake venues' in-process transport) depend on the HTTP library.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,7 +48,11 @@ class HttpResponse:
         return _EXACT_JSON.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
 
     def retry_after(self) -> float | None:
-        """Seconds from a ``Retry-After`` header given in seconds, or ``None``."""
+        """Seconds from a ``Retry-After`` header given in seconds, or ``None``.
+
+        Only a finite, non-negative number counts: ``inf`` (or ``nan``) would hold the venue's
+        rate limiter for ever. The retry policy caps what remains (``max_retry_after``).
+        """
         value = self.headers.get("retry-after")
         if value is None:
             return None
@@ -55,4 +60,4 @@ class HttpResponse:
             seconds = float(value)
         except ValueError:
             return None  # an HTTP-date: rare on these venues; the policy's backoff applies
-        return seconds if seconds >= 0 else None
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None

@@ -42,9 +42,11 @@ class RetryPolicy:
         initial_backoff: cap of the first wait, in seconds; it doubles per retry...
         max_backoff: ...up to this cap. Each wait is drawn uniformly from [0, cap]
             ("full jitter"), so concurrent callers do not retry in lockstep.
-        max_retry_after: a venue's ``Retry-After`` is honoured up to this many seconds.
+        max_retry_after: a venue's ``Retry-After`` (or quota header) is honoured up to this
+            many seconds, by the backoff and by the venue's rate limiter alike.
         deadline: seconds the whole call may take, waits included; ``None`` for no bound.
-            ``transfer(deadline=...)`` overrides it per call.
+            ``transfer(deadline=...)`` overrides it per call. No wait (backoff, rate
+            limiter, another worker's lease) runs past it.
     """
 
     max_attempts: int = attrs.field(default=6)

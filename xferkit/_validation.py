@@ -6,7 +6,12 @@ Each failure raises `InvalidRequestError` with a message that says what to chang
 from __future__ import annotations
 
 import re
+import unicodedata
 from decimal import Context, Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
 
 from ._exceptions import InvalidRequestError
 
@@ -14,7 +19,11 @@ __all__ = [
     "MAX_AMOUNT_CHARS",
     "MAX_KEY_CHARS",
     "amount_text",
+    "base_url_field",
+    "check_base_url",
+    "check_credential",
     "check_key",
+    "credential_field",
     "normalize_amount",
     "normalize_currency",
 ]
@@ -88,3 +97,67 @@ def check_key(key: object) -> str:
             "key must be printable characters without leading or trailing white space"
         )
     return key
+
+
+def _invisible(text: str) -> bool:
+    """Whether ``text`` holds a control (or other invisible, category ``C``) character."""
+    return any(unicodedata.category(char).startswith("C") for char in text)
+
+
+def check_credential(value: object, name: str) -> str:
+    """Return ``value`` if it is a usable API key or secret; ``name`` is the field it came from.
+
+    Refused: a non-string, an empty one, surrounding white space (a trailing newline read from
+    a mounted secret file is the usual case) or any control character. Such a value would be
+    signed and sent, refused far from its cause, or fail inside the HTTP library. The message
+    names the field and never shows the value.
+    """
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"{name} must be a str, not {type(value).__name__}")
+    if not value:
+        raise InvalidRequestError(f"{name} is empty")
+    if value.strip() != value:
+        raise InvalidRequestError(
+            f"{name} has leading or trailing white space (a newline from a secret file?); strip it"
+        )
+    if _invisible(value):
+        raise InvalidRequestError(f"{name} contains a control character")
+    return value
+
+
+def check_base_url(url: object, name: str = "base_url") -> str:
+    """Return ``url`` if it is an absolute ``http``/``https`` URL with a host.
+
+    Also refused: white space or control characters anywhere (``urlsplit`` would silently drop
+    some), a bad port, credentials in the URL, a query or a fragment (paths are appended to it).
+    """
+    if not isinstance(url, str):
+        raise InvalidRequestError(f"{name} must be a str, not {type(url).__name__}")
+    if any(char.isspace() for char in url) or _invisible(url):
+        raise InvalidRequestError(f"{name} {url!r} contains white space or a control character")
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # Not shown: the part before the host is a credential.
+        raise InvalidRequestError(f"{name} must not carry credentials (user:password@)")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            f"{name} {url!r} is not an absolute http or https URL with a host, "
+            "such as 'https://sapi.xt.com'"
+        )
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise InvalidRequestError(f"{name} {url!r} has an invalid port") from None
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise InvalidRequestError(f"{name} {url!r} must not have a query or a fragment")
+    return url
+
+
+def credential_field(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: `check_credential` under the attribute's name."""
+    check_credential(value, attribute.name)
+
+
+def base_url_field(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """An attrs validator: `check_base_url` under the attribute's name."""
+    check_base_url(value, attribute.name)
