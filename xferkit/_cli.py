@@ -15,6 +15,7 @@ from ._cli_format import echo_json, make_console
 from ._cli_journal import journal
 from ._cli_progress import progress_bar
 from ._cli_resume import resume
+from ._cli_settle import abandon, account, adopt, settle  # noqa: F401 - journal subcommands
 from ._cli_sim import sim
 from ._cli_transfer import transfer
 from ._demo import MAX_DEMO_TRANSFERS, DemoSummary, VenueSummary, run_demo

@@ -205,7 +205,7 @@ async def _run(
                     del pending[key]
                 intent = None
                 if isinstance(result, VenueError | TransferOutcomeUnknownError):
-                    intent = await client.journal.get(key)
+                    intent = await client.intent(row.spec.venue, key)
                 outcome = Outcome.build(
                     key=key, spec=row.spec, result=result, intent=intent, started=started
                 )

@@ -125,6 +125,7 @@ def intent_json(intent: Intent, *, detail: bool = False) -> dict[str, object]:
     data: dict[str, object] = {
         "key": intent.key,
         "venue": intent.venue,
+        "account": intent.account or None,  # None: from xferkit 0.1, account unknown
         "status": intent.status.value,
         "amount": amount_text(spec.amount),
         "currency": spec.currency,
@@ -150,6 +151,13 @@ def intent_json(intent: Intent, *, detail: bool = False) -> dict[str, object]:
                 "last_sent_at": iso_utc(intent.last_sent_at),
                 "lease_owner": intent.lease_owner,
                 "lease_expires_at": iso_utc(intent.lease_expires_at),
+                "settlement": None
+                if intent.settlement is None
+                else {
+                    "by": intent.settlement.by,
+                    "at": iso_utc(intent.settlement.at),
+                    "reason": intent.settlement.reason,
+                },
             }
         )
     return data

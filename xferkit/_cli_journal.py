@@ -40,7 +40,15 @@ from ._validation import amount_text
 from .journal import Intent
 from .venues._base import TransferSpec
 
-__all__ = ["MIN_RETENTION", "journal", "parse_duration"]
+__all__ = [
+    "MIN_RETENTION",
+    "WHICH_ACCOUNT",
+    "WHICH_VENUE",
+    "journal",
+    "journal_path_of",
+    "one_intent",
+    "parse_duration",
+]
 
 MIN_RETENTION = timedelta(hours=1)
 """The shortest ``prune --older-than``. A pruned key is forgotten, so a caller that retries it
@@ -98,7 +106,7 @@ def journal(ctx: click.Context, journal_path: Path) -> None:
     ctx.meta[_META_KEY] = journal_path
 
 
-def _path(ctx: click.Context, own: Path | None) -> Path:
+def journal_path_of(ctx: click.Context, own: Path | None) -> Path:
     """The subcommand's --journal if given, else the group's (flag, $XFERKIT_JOURNAL, default)."""
     chosen: Path = own if own is not None else ctx.meta[_META_KEY]
     return require_journal(chosen)
@@ -132,7 +140,7 @@ def ls(
     as_json: bool,
 ) -> None:
     """List intents, oldest first. Exit status 0 whatever their states."""
-    path = _path(ctx, journal_path)
+    path = journal_path_of(ctx, journal_path)
     wanted = {TransferStatus(s.upper()) for s in states}
     if unresolved:
         wanted.update(UNRESOLVED)
@@ -163,9 +171,18 @@ def ls(
     console.print(Text(summary))
 
 
+# The same key under two accounts (or venues) is two intents: these pick one.
+WHICH_VENUE = click.option("--venue", help="Only the intent on this venue (xt, htx).")
+WHICH_ACCOUNT = click.option(
+    "--account", help="Only the intent of this account (its fingerprint, as `journal ls --json`)."
+)
+
+
 @journal.command("show")
 @click.argument("key")
 @journal_option(inherited=True)
+@WHICH_VENUE
+@WHICH_ACCOUNT
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of a table.")
 @click.pass_context
 def show(
@@ -173,24 +190,43 @@ def show(
     *,
     key: str,
     journal_path: Path | None,
+    venue: str | None,
+    account: str | None,
     as_json: bool,
 ) -> None:
     """Show every field of the intent KEY, and its stored error. Exit status 1 if unknown."""
-    path = _path(ctx, journal_path)
+    path = journal_path_of(ctx, journal_path)
 
-    async def read() -> Intent | None:
+    async def read() -> list[Intent]:
         async with existing_journal(path) as store:
-            return await store.get(key)
+            return await store.find(key)
 
-    intent = run_async(read)
-    if intent is None:
-        raise NotFoundError(f"no intent with key {key!r} in {path}")
+    intent = one_intent(run_async(read), key, path, venue=venue, account=account)
     if as_json:
         echo_json(intent_json(intent, detail=True))
         return
     console = make_console()
     console.print(_intent_table(intent))
     console.print(Text(_HINTS[intent.status]))
+
+
+def one_intent(
+    found: list[Intent], key: str, path: Path, *, venue: str | None, account: str | None
+) -> Intent:
+    """The one intent under ``key`` that ``--venue``/``--account`` leave, or a clear error."""
+    matches = [
+        i
+        for i in found
+        if (venue is None or i.venue == venue.lower()) and (account is None or i.account == account)
+    ]
+    if not matches:
+        raise NotFoundError(f"no intent with key {key!r} in {path}")
+    if len(matches) > 1:
+        which = ", ".join(f"{i.venue} account {i.account or '(unknown)'}" for i in matches)
+        raise click.UsageError(
+            f"key {key!r} names {len(matches)} intents ({which}): pick one with --venue/--account"
+        )
+    return matches[0]
 
 
 def _intent_table(intent: Intent) -> Table:
@@ -206,6 +242,7 @@ def _intent_table(intent: Intent) -> Table:
 
     add("key", intent.key)
     add("venue", intent.venue)
+    add("account", intent.account or "unknown (recorded by xferkit 0.1: settle it by hand)")
     add("state", status_text(intent.status))
     add("amount", f"{amount_text(spec.amount)} {spec.currency}")
     add("from → to", f"{spec.from_account} → {spec.to_account}")
@@ -237,6 +274,9 @@ def _intent_table(intent: Intent) -> Table:
         add("error", f"{error.kind}: {error.message}{suffix}")
     else:
         add("error", None)
+    if intent.settlement is not None:
+        done = intent.settlement
+        add("settled by hand", f"by {done.by} at {iso_utc(done.at)}: {done.reason or '—'}")
     add("request body (unsigned)", intent.body)
     return table
 
@@ -265,7 +305,7 @@ def prune(
     Unresolved intents (PENDING, IN_FLIGHT, UNKNOWN) are never deleted, whatever their age.
     A pruned key is forgotten: using it again later starts a new transfer.
     """
-    path = _path(ctx, journal_path)
+    path = journal_path_of(ctx, journal_path)
     cutoff = datetime.now(timezone.utc) - older_than
 
     async def delete() -> int:

@@ -125,19 +125,27 @@ def resume(
             }
         )
     else:
-        _print(outcome, path, configured={v.name for v in venues})
+        _print(outcome, path, mine={(v.name, v.account) for v in venues})
     if outcome.remaining:
         raise SystemExit(EXIT_UNRESOLVED)
 
 
-def _print(outcome: _Outcome, path: Path, *, configured: set[str]) -> None:
-    """The receipts, what was left untouched, and one summary line that says the exit status."""
+def _print(outcome: _Outcome, path: Path, *, mine: set[tuple[str, str]]) -> None:
+    """The receipts, what was left untouched, and one summary line that says the exit status.
+
+    ``mine``: the (venue, account) pairs whose credentials this run has.
+    """
     console = make_console()
-    resumed = {r.key for r in outcome.receipts}
+    configured = {venue for venue, _ in mine}
+    resumed = {(r.venue, r.key) for r in outcome.receipts}
     if outcome.receipts:
         rows = [TransferRow.from_receipt(r) for r in outcome.receipts]
         console.print(transfer_table(rows, title=f"resumed from {path}"))
-    untouched = [i for i in outcome.remaining if i.key not in resumed]
+    untouched = [
+        i
+        for i in outcome.remaining
+        if (i.venue, i.key) not in resumed or (i.venue, i.account) not in mine
+    ]
     if untouched:
         rows = [TransferRow.from_intent(i) for i in untouched]
         console.print(transfer_table(rows, title="not attempted"))
@@ -161,7 +169,13 @@ def _print(outcome: _Outcome, path: Path, *, configured: set[str]) -> None:
                 f"{count} on {env.name}, which has no credentials here "
                 f"(set {' and '.join(env.credentials)})"
             )
-    leased = sum(1 for i in untouched if i.venue in configured)
+    others = sum(1 for i in untouched if i.venue in configured and (i.venue, i.account) not in mine)
+    if others:
+        reasons.append(
+            f"{others} of other accounts (or from xferkit 0.1, unclaimed): only their own "
+            "credentials resume them (`xferkit journal adopt` for an unclaimed one)"
+        )
+    leased = sum(1 for i in untouched if (i.venue, i.account) in mine)
     if leased:
         reasons.append(f"{leased} driven by another worker right now")
     console.print(

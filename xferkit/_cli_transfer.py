@@ -135,7 +135,7 @@ def transfer(
                 )
             except (VenueError, TransferOutcomeUnknownError) as exc:
                 result = exc
-            intent = None if isinstance(result, Receipt) else await client.journal.get(key)
+            intent = None if isinstance(result, Receipt) else await client.intent(name, key)
         return Outcome.build(key=key, spec=spec, result=result, intent=intent, started=started)
 
     outcome = run_async(run)

@@ -9,6 +9,7 @@ import os
 import random
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from datetime import datetime, timezone
 from os import PathLike
 from types import TracebackType
 from typing import get_args
@@ -22,6 +23,7 @@ from ._clock import SYSTEM_CLOCK, Clock, ServerClock
 from ._engine import DEFAULT_LEASE_SECONDS, Engine, VenueRuntime, receipt_from_intent
 from ._exceptions import (
     ClientClosedError,
+    IdempotencyConflictError,
     InvalidRequestError,
     JournalError,
     TransferOutcomeUnknownError,
@@ -31,9 +33,18 @@ from ._exceptions import (
 from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
+from ._settle import abandon_intent, default_settler, settle_intent
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
-from .journal import DEFAULT_JOURNAL_PATH, Intent, Journal, PostgresJournal, SqliteJournal
+from .journal import (
+    DEFAULT_JOURNAL_PATH,
+    LEGACY_ACCOUNT,
+    Intent,
+    IntentId,
+    Journal,
+    PostgresJournal,
+    SqliteJournal,
+)
 from .venues._base import Venue
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
@@ -190,6 +201,9 @@ class Client:
         self._engine: Engine | None = None
         self._runtimes: dict[str, VenueRuntime] = {}
         self._tasks: anyio.abc.TaskGroup | None = None
+        # (venue, key) of journal rows from xferkit 0.1 whose account cannot be established:
+        # a transfer under such a key is refused (it may be the same transfer, executed).
+        self._unowned: set[tuple[str, str]] = set()
 
     def __repr__(self) -> str:
         venues = list(self._venues)
@@ -206,6 +220,11 @@ class Client:
         if self._state is not _State.UNOPENED:
             raise ClientClosedError(f"a client can be opened once; this one is {self._state.value}")
         await self._journal.open()
+        try:
+            await self._adopt_legacy_rows()
+        except BaseException:
+            await self._journal.aclose()
+            raise
         transport = Transport(self._http_client, backend=self._transport_backend)
         self._transport = transport
         self._engine = Engine(
@@ -231,6 +250,35 @@ class Client:
         self._tasks = tasks
         self._state = _State.OPEN
         return self
+
+    async def _adopt_legacy_rows(self) -> None:
+        """Give this client's accounts the rows from xferkit 0.1 (no account) they can prove.
+
+        On XT the stored bizId was derived from the API key, so it proves whose a row is:
+        such rows are adopted. Nothing proves an HTX row's account: its key is refused (the
+        transfer under it may have executed) until a person adopts it
+        (``xferkit journal adopt``); ``resume()`` leaves it alone, and ``xferkit journal
+        settle`` can close it if it is unfinished.
+        """
+        legacy = await self._journal.list(
+            accounts=[(name, LEGACY_ACCOUNT) for name in self._venues]
+        )
+        for intent in legacy:
+            venue = self._venues[intent.venue]
+            token = venue.legacy_token(intent.key)
+            if token is not None and intent.token == token:
+                adopted = await self._journal.adopt(intent.id, account=venue.account)
+                if adopted is not None:
+                    _log.info("journal: adopted %s on %s (xferkit 0.1)", intent.key, intent.venue)
+                    continue
+            if token is None:
+                self._unowned.add((intent.venue, intent.key))
+        if self._unowned:
+            _log.warning(
+                "journal: %d intent(s) from xferkit 0.1 have no account and cannot be shown to "
+                "be this client's; their keys are refused until adopted (xferkit journal adopt)",
+                len(self._unowned),
+            )
 
     async def __aexit__(
         self,
@@ -333,6 +381,14 @@ class Client:
         )
         # A generated key comes from OS randomness, never from the (seedable) jitter rng.
         key = f"auto-{uuid.uuid4()}" if key is None else check_key(key)
+        if (runtime.venue.name, key) in self._unowned:
+            raise IdempotencyConflictError(
+                key,
+                f"idempotency key {key!r} on {runtime.venue.name} has a journal row from "
+                "xferkit 0.1, which did not record accounts: it may be this very transfer, "
+                "executed; if it is this account's, `xferkit journal adopt` gives it to this "
+                "account (then the key replays it); else use a new key",
+            )
         if deadline is not None and not _positive_seconds(deadline):
             raise InvalidRequestError(
                 f"deadline must be a positive number of seconds, not {deadline!r}"
@@ -448,6 +504,79 @@ class Client:
             finally:
                 slots.release()  # only after delivery: at most `concurrency` outcomes held
 
+    async def settle(
+        self,
+        key: str,
+        *,
+        status: TransferStatus,
+        venue: str | None = None,
+        transfer_id: str | None = None,
+        reason: str = "",
+        by: str | None = None,
+    ) -> Receipt:
+        """Record what a person found in the venue's records, for an intent software cannot
+        settle (a venue that no longer answers, a closed account).
+
+        ``status`` is ``SUCCEEDED`` (it moved, once; ``transfer_id`` if known) or ``FAILED``
+        (nothing moved; ``reason`` required). The journal keeps who (``by``, default
+        ``user@host``), when and why; the receipt's ``confirmed_by`` is ``OPERATOR``.
+
+        Raises:
+            SettlementRefusedError: the intent is settled already, or another worker is
+                driving it now; nothing was changed.
+        """
+        self._open_engine()
+        intent = await settle_intent(
+            self._journal,
+            self._own_id(key, venue),
+            status=status,
+            transfer_id=transfer_id,
+            reason=reason,
+            by=by or default_settler(),
+            now=self._now(),
+        )
+        return receipt_from_intent(intent, replayed=False)
+
+    async def abandon(
+        self, key: str, *, reason: str, venue: str | None = None, by: str | None = None
+    ) -> Receipt:
+        """Make an intent that was never sent ``FAILED`` for good, so ``resume()`` never
+        executes it: for a cancelled call whose effect the caller has compensated for.
+
+        Raises:
+            SettlementRefusedError: the intent may have been sent (only `settle` can close
+                it, after checking the venue), is settled, or is being driven now.
+        """
+        self._open_engine()
+        intent = await abandon_intent(
+            self._journal,
+            self._own_id(key, venue),
+            reason=reason,
+            by=by or default_settler(),
+            now=self._now(),
+        )
+        return receipt_from_intent(intent, replayed=False)
+
+    def _own_id(self, key: str, venue: str | None) -> IntentId:
+        """The id of this client's intent under ``key`` (on its only venue if not given)."""
+        if venue is None:
+            if len(self._runtimes) != 1:
+                raise InvalidRequestError("this client has several venues: pass venue=")
+            [runtime] = self._runtimes.values()
+        else:
+            runtime = self._runtime(venue)
+        return IntentId(runtime.venue.name, runtime.venue.account, key)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
+
+    async def intent(self, venue: str, key: str) -> Intent | None:
+        """The journal's intent under ``key`` on ``venue`` for this client's account, if any.
+
+        Another account's intent under the same key is not this client's to see.
+        """
+        return await self._journal.get(self._own_id(key, venue))
+
     async def resume(self) -> list[Receipt]:
         """Drive every unfinished intent in the journal to an outcome.
 
@@ -457,10 +586,9 @@ class Client:
         """
         engine = self._open_engine()
         receipts: list[Receipt] = []
-        for intent in await self._journal.list(statuses=_UNFINISHED):
-            runtime = self._runtimes.get(intent.venue)
-            if runtime is None:
-                continue  # a venue this client has no credentials for
+        mine = [(name, venue.account) for name, venue in self._venues.items()]
+        for intent in await self._journal.list(statuses=_UNFINISHED, accounts=mine):
+            runtime = self._runtimes[intent.venue]
             try:
                 receipt = await engine.resume(runtime, intent)
             except (VenueError, TransferOutcomeUnknownError):
@@ -482,7 +610,7 @@ class Client:
     async def _stored_receipt(self, intent: Intent) -> Receipt:
         """The journal's latest word on ``intent`` (``intent`` itself if it cannot be read)."""
         try:
-            stored = await self._journal.get(intent.key)
+            stored = await self._journal.get(intent.id)
         except JournalError:
             _log.exception("resume: could not read transfer %s back", intent.key)
             stored = None

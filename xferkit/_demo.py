@@ -296,7 +296,19 @@ async def run_demo(
         mine = {r.key for r in requests}
         if name == "xt":
             counts = fakes.xt.executions_by_token()
-            executions = {r.key: counts[xt.idempotency_token(str(r.key))] for r in requests}
+            executions = {
+                r.key: counts[
+                    xt.biz_id(
+                        str(r.key),
+                        currency=r.currency,
+                        amount=r.amount,
+                        from_account=r.from_account,
+                        to_account=r.to_account,
+                        symbol=r.symbol,
+                    )
+                ]
+                for r in requests
+            }
             extra = sum(1 for count in counts.values() if count > 1)
             executed = len(fakes.xt.audit)
         else:

@@ -22,6 +22,7 @@ import random
 import socket
 import uuid
 from datetime import datetime, timezone
+from typing import NoReturn
 
 import anyio
 import attrs
@@ -42,7 +43,7 @@ from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
-from .journal._base import Intent, Journal, LeaseLostError, StoredError
+from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
@@ -68,6 +69,20 @@ class _Exhausted:
     """The retry policy ran out; ``last`` is the final attempt's outcome."""
 
     last: NotProcessed | Ambiguous
+
+
+class _NoSlot(Exception):  # noqa: N818 - control flow inside the engine, never raised to callers
+    """The rate limiter has no slot for this attempt before the call's deadline: not sent."""
+
+
+def _no_slot(venue: str) -> NotProcessed:
+    """What a call whose first send found no slot before its deadline ends with."""
+    return NotProcessed(
+        error=RateLimitError(
+            "not sent: the rate limit leaves no slot for it before the call's deadline",
+            venue=venue,
+        )
+    )
 
 
 def _last_outcome(state: tenacity.RetryCallState) -> NotProcessed | Ambiguous:
@@ -162,6 +177,24 @@ def _late_refusal(outcome: Outcome | _Exhausted) -> VenueError | None:
     return None
 
 
+_UNPROVEN_DUPLICATE = "UnprovenDuplicate"  # StoredError.kind of `Engine._unproven_duplicate`
+
+
+def _duplicate_proves_execution(progress: _Progress, venue: Venue) -> bool:
+    """Whether XT's duplicate answer means this very transfer executed.
+
+    The bizId names (account, key, parameters), so it does, whether this journal sent it or
+    not (a lost journal). Only a bizId from xferkit 0.1, derived from (api key, key) alone,
+    may name a transfer with other parameters, unless this intent's own send may have
+    executed (and no earlier duplicate answer showed the bizId was spent before it was sent).
+    """
+    intent = progress.intent
+    if intent.token == venue.idempotency_token(intent.key, intent.fingerprint):
+        return True
+    unproven_before = intent.error is not None and intent.error.kind == _UNPROVEN_DUPLICATE
+    return progress.maybe_executed and not unproven_before
+
+
 def _utc(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.time(), tz=timezone.utc)
 
@@ -198,6 +231,8 @@ def confirmation(intent: Intent) -> Confirmation | None:
     """
     if intent.status is not TransferStatus.SUCCEEDED:
         return None
+    if intent.settlement is not None:
+        return Confirmation.OPERATOR
     if intent.ledger_ref is not None:
         return Confirmation.LEDGER
     if intent.transfer_id is None:
@@ -230,7 +265,8 @@ class Engine:
         self._lease_seconds = lease_seconds
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._drives = itertools.count(1)
-        self._driving: dict[str, anyio.Event] = {}
+        self._driving: dict[IntentId, anyio.Event] = {}
+        self._drive_deadlines: dict[IntentId, float | None] = {}  # deadline_at of each drive above
         self._group_locks: dict[tuple[object, ...], anyio.Lock] = {}
         self._group_free_at: dict[tuple[object, ...], float] = {}
         self._reconciler = Reconciler(
@@ -254,7 +290,7 @@ class Engine:
         venue = runtime.venue
         params = spec.canonical_json()
         params_fingerprint = fingerprint(params)
-        token = venue.idempotency_token(key)
+        token = venue.idempotency_token(key, params_fingerprint)
         now = _utc(self._clock)
         # On a venue that de-duplicates, the claim also records the first attempt (IN_FLIGHT,
         # counted), which has to be durable before the send anyway: one journal write fewer
@@ -264,6 +300,7 @@ class Engine:
         intent = Intent(
             key=key,
             venue=venue.name,
+            account=venue.account,
             fingerprint=params_fingerprint,
             params=params,
             token=token,
@@ -328,7 +365,7 @@ class Engine:
                 except LeaseLostError:
                     # Our lease lapsed and another worker took the intent over: it settles it
                     # (resend with the same bizId, or the ledger); we wait for its answer.
-                    stored = await self._journal.get(intent.key) or stored
+                    stored = await self._journal.get(intent.id) or stored
                     if stored.status.is_terminal:
                         return self._replay(stored, replayed=False)
             await self._wait_for_owner(stored, deadline_at)
@@ -337,7 +374,7 @@ class Engine:
     async def _reopen(self, intent: Intent, owner: str) -> Intent | None:
         with anyio.CancelScope(shield=True):  # as the claim: never leave a lease held
             reopened = await self._journal.reopen(
-                intent.key, owner=owner, lease_seconds=self._lease_seconds
+                intent.id, owner=owner, lease_seconds=self._lease_seconds
             )
         if reopened is not None:
             _log.info(
@@ -359,14 +396,19 @@ class Engine:
             raise TransferOutcomeUnknownError(
                 intent.key, intent.venue, "another worker is still driving it"
             )
-        local = self._driving.get(intent.key)
+        local = self._driving.get(intent.id)
         if local is not None:
-            await local.wait()
-            return
+            until = self._drive_deadlines.get(intent.id)
+            if deadline_at is None or (until is not None and until <= deadline_at):
+                await local.wait()  # that drive ends by its own deadline, no later than ours
+                return
+            # That drive may outlast our deadline: look again at the pace below, up to it.
         pause = _WAIT_POLL_MAX
         if intent.lease_expires_at is not None:
             left = (intent.lease_expires_at - _utc(self._clock)).total_seconds()
             pause = min(pause, max(left, 0.01))
+        if deadline_at is not None:
+            pause = min(pause, deadline_at - self._clock.monotonic())
         await self._clock.sleep(pause)
 
     # -- one drive --------------------------------------------------------------------------
@@ -386,7 +428,8 @@ class Engine:
         ``spec`` is the intent's parsed ``params``, when the caller has it at hand.
         """
         done = anyio.Event()
-        self._driving[intent.key] = done
+        self._driving[intent.id] = done
+        self._drive_deadlines[intent.id] = deadline_at
         # PENDING is never sent (IN_FLIGHT is durable before the first send); anything later
         # may have reached the venue in an earlier call or process, unless this call created
         # it already IN_FLIGHT (`transfer`).
@@ -442,7 +485,8 @@ class Engine:
                 # Cancelled or failed mid-drive: keep what we know and free the lease so
                 # resume() (or the same key again) can continue at once.
                 await self._record(self._known(progress, fresh), owner, adopt=False)
-            del self._driving[intent.key]
+            del self._driving[intent.id]
+            del self._drive_deadlines[intent.id]
             done.set()
 
     @staticmethod
@@ -555,9 +599,10 @@ class Engine:
         while True:
             blocking = [
                 other
-                for other in await self._journal.list(statuses=_UNRESOLVED)
+                for other in await self._journal.list(
+                    statuses=_UNRESOLVED, accounts=[(intent.venue, intent.account)]
+                )
                 if other.key != intent.key
-                and other.venue == venue.name
                 and TransferSpec.from_canonical_json(other.params).same_movement(spec)
             ]
             if not blocking:
@@ -568,7 +613,10 @@ class Engine:
                     intent.venue,
                     f"not sent yet: identical transfer {blocking[0].key!r} is still unresolved",
                 )
-            await self._clock.sleep(_WAIT_POLL_MAX)
+            pause = _WAIT_POLL_MAX
+            if deadline_at is not None:  # never sleep past the deadline
+                pause = min(pause, deadline_at - self._clock.monotonic())
+            await self._clock.sleep(pause)
 
     async def _attempts(
         self,
@@ -593,15 +641,21 @@ class Engine:
             )
 
         allowed = self._policy.max_attempts - progress.sent_this_call
-        first = await self._attempt(runtime, progress, owner, deadline_at)
+        try:
+            first = await self._attempt(runtime, progress, owner, deadline_at)
+        except _NoSlot:
+            return _Exhausted(_no_slot(runtime.venue.name))
         if not retryable(first):
             return first
         replay = [first]
+        latest = [first]  # the outcome being retried, should the next send find no slot
 
         async def attempt() -> Outcome:
             if replay:
                 return replay.pop()
-            return await self._attempt(runtime, progress, owner, deadline_at)
+            outcome = await self._attempt(runtime, progress, owner, deadline_at)
+            latest[0] = outcome
+            return outcome
 
         retrying = tenacity.AsyncRetrying(
             stop=(
@@ -614,7 +668,14 @@ class Engine:
             sleep=self._clock.sleep,
             retry_error_callback=_exhausted,
         )
-        result: Outcome | _Exhausted = await retrying(attempt)
+        try:
+            result: Outcome | _Exhausted = await retrying(attempt)
+        except _NoSlot:
+            # As when a backoff would outlast the deadline (`deadline_stop`): the call ends
+            # with the outcome it was retrying.
+            last = latest[0]
+            assert isinstance(last, NotProcessed | Ambiguous)  # noqa: S101 - only these retry
+            return _Exhausted(last)
         return result
 
     async def _attempt(
@@ -626,7 +687,8 @@ class Engine:
     ) -> Outcome:
         venue = runtime.venue
         await self._sync_clock(runtime)
-        intent = progress.intent
+        intent = before = progress.intent
+        claimed = progress.attempt_recorded_at is not None
         # The journal describes this attempt before it is sent (IN_FLIGHT, counted, its send
         # time): after a crash mid-send, resume() must treat it as sent. Not shielded: if
         # cancelled here, nothing has been sent.
@@ -653,7 +715,12 @@ class Engine:
             saved_at = self._clock.monotonic()
         # The limiter comes after the write, right before the send: a journal write of varying
         # length between a granted slot and the wire would bunch requests at the venue.
-        await runtime.limiter.acquire()
+        if not await runtime.limiter.acquire(deadline_at):
+            # No slot before the deadline: not sent, and the journal must not say it was.
+            progress.intent = before
+            if claimed:
+                progress.intent = self._known(progress, fresh=True)
+            raise _NoSlot
         progress.intent = attrs.evolve(intent, last_sent_at=_utc(self._clock))  # the real send
         if self._clock.monotonic() - saved_at > self._lease_seconds / 2:
             # A long wait for the slot (HTX allows 1/s), or for the clock read after a claim,
@@ -679,10 +746,10 @@ class Engine:
         else:
             outcome = venue.classify_transfer(response)
             if isinstance(outcome, NotProcessed) and isinstance(outcome.error, RateLimitError):
-                runtime.limiter.throttled(outcome.retry_after)
+                runtime.limiter.throttled(outcome.retry_after, cap=self._policy.max_retry_after)
             pause = venue.quota_pause(response)
             if pause is not None:
-                runtime.limiter.pause_until(pause)
+                runtime.limiter.pause_until(pause, cap=self._policy.max_retry_after)
         self._log_attempt(progress.intent, outcome)
         if isinstance(outcome, NotProcessed) and outcome.resync_clock:
             await self._sync_clock(runtime, seen_generation=clock_generation)
@@ -722,7 +789,9 @@ class Engine:
         intent, venue = progress.intent, runtime.venue.name
         now = _utc(self._clock)
         if isinstance(outcome, Duplicate):
-            outcome = self._judge_duplicate(outcome, progress, venue)
+            if not _duplicate_proves_execution(progress, runtime.venue):
+                return await self._unproven_duplicate(outcome, progress, owner, venue)
+            outcome = Succeeded(None)  # the venue holds our bizId: this transfer executed
         if isinstance(outcome, Succeeded):
             if self._budget is not None:
                 # As in AWS standard mode: retries that ended in success cost nothing.
@@ -774,24 +843,25 @@ class Engine:
             ) from refusal
         raise refusal
 
-    @staticmethod
-    def _judge_duplicate(outcome: Duplicate, progress: _Progress, venue: str) -> Outcome:
-        if progress.maybe_executed:
-            return Succeeded(None)  # the venue has our token: an earlier attempt executed
-        # Not yet settled as SUCCEEDED: today's bizId is derived from (api key, key) alone, so
-        # on a token this journal never sent (a lost journal) the same key may have named
-        # other parameters. Issue 15 item 2 (bizId from the parameters too) is still open.
+    async def _unproven_duplicate(
+        self, outcome: Duplicate, progress: _Progress, owner: str, venue: str
+    ) -> NoReturn:
+        """UNKNOWN for good: not FAILED, for it may be this very transfer that executed, and
+        not SUCCEEDED, for it may have been another; a person settles it. The stored error
+        marks it, so that a later resend's duplicate answer does not pass for a proof."""
         error = outcome.error
-        return Rejected(
-            type(error)(
-                f"{error.message} (the venue already holds this transfer's idempotency token, "
-                "though xferkit never sent it: was the journal lost? check the account history "
-                "before retrying with a new key)",
-                venue=venue,
-                code=error.code,
-                http_status=error.http_status,
-            )
+        reason = (
+            f"{error.code}: XT already holds this intent's bizId, which xferkit 0.1 derived "
+            "from the key alone, though this journal never sent it: a transfer under this key "
+            "executed, perhaps with other parameters; check the account history and settle it "
+            "(`xferkit journal settle`)"
         )
+        stored = StoredError(
+            kind=_UNPROVEN_DUPLICATE, message=reason, code=error.code, http_status=error.http_status
+        )
+        unknown = attrs.evolve(progress.intent, status=TransferStatus.UNKNOWN, error=stored)
+        await self._record(unknown, owner)
+        raise TransferOutcomeUnknownError(progress.intent.key, venue, reason)
 
     async def _record(self, intent: Intent, owner: str, *, adopt: bool = True) -> bool:
         """Write a post-send state and free the lease, shielded from cancellation.

@@ -8,6 +8,7 @@ error, whether money can have moved::
     ├── IdempotencyConflictError                key reused with other parameters      no money moved
     ├── JournalError                            the journal could not be written      no money moved
     ├── ClientClosedError                       the client is not open                no money moved
+    ├── SettlementRefusedError                  settle()/abandon() refused            no money moved
     ├── TransferOutcomeUnknownError             ambiguous after retries; resume()     maybe
     └── VenueError                              the venue answered definitively       no money moved
         ├── AuthenticationError                 key, signature or timestamp refused
@@ -40,6 +41,7 @@ __all__ = [
     "JournalError",
     "PermissionDeniedError",
     "RateLimitError",
+    "SettlementRefusedError",
     "TransferOutcomeUnknownError",
     "TransferRejectedError",
     "VenueError",
@@ -65,9 +67,10 @@ class InvalidRequestError(XferError, ValueError):
 class IdempotencyConflictError(XferError):
     """The idempotency key was used before with different transfer parameters."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, reason: str | None = None) -> None:
         super().__init__(
-            f"idempotency key {key!r} was already used for a transfer with different "
+            reason
+            or f"idempotency key {key!r} was already used for a transfer with different "
             "parameters; use a new key for a new transfer"
         )
         self.key = key
@@ -79,6 +82,11 @@ class JournalError(XferError):
 
 class ClientClosedError(XferError):
     """The client is not open: use it inside ``async with Client(...)``."""
+
+
+class SettlementRefusedError(XferError):
+    """A hand settlement was refused and nothing was changed: the intent is settled already,
+    another worker is driving it, or (``abandon``) it may have been sent."""
 
 
 class TransferOutcomeUnknownError(XferError):

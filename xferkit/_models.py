@@ -46,6 +46,9 @@ class Confirmation(str, enum.Enum):
     answer carries no transfer id."""
     LEDGER = "ledger"
     """A matching row of HTX's account ledger, after an ambiguous attempt; the id is the row's."""
+    OPERATOR = "operator"
+    """A person, who checked the venue's records (`Client.settle`, ``xferkit journal settle``);
+    the journal keeps who, when and why."""
 
 
 @attrs.frozen(kw_only=True)

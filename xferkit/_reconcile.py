@@ -141,12 +141,12 @@ class Reconciler:
                 undecidable = True
             elif match:
                 if await self._journal.claim_ledger_ref(
-                    intent.key, owner=owner, ref=row.transact_id
+                    intent.id, owner=owner, ref=row.transact_id
                 ):
                     return Found(row.transact_id)
                 # Refused: another intent owns the row, or we lost our lease. Only the first
                 # means "keep looking"; reading the second as "absent" could cause a resend.
-                stored = await self._journal.get(intent.key)
+                stored = await self._journal.get(intent.id)
                 if stored is None or stored.lease_owner != owner:
                     raise LeaseLostError(f"intent {intent.key!r} was taken over by another worker")
         if undecidable:

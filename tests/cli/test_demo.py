@@ -53,7 +53,16 @@ async def test_demo_summary_matches_the_venue_audits(tmp_path: Path) -> None:
     for request in plan:
         intent = journal[str(request.key)]
         if request.venue == "xt":
-            executed = venues.xt.executions_by_token()[xt.idempotency_token(str(request.key))]
+            biz_id = xt.biz_id(
+                str(request.key),
+                currency=request.currency,
+                amount=request.amount,
+                from_account=request.from_account,
+                to_account=request.to_account,
+                symbol=request.symbol,
+            )
+            assert intent.token == biz_id
+            executed = venues.xt.executions_by_token()[biz_id]
         else:
             executed = venues.htx.executions_matching(
                 request.from_account, request.to_account, request.currency, request.amount

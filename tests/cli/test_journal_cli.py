@@ -29,6 +29,7 @@ RECENT = "xt-recent-[b]"  # markup-like on purpose: tables must print it as it i
 LS_FIELDS = {
     "key",
     "venue",
+    "account",
     "status",
     "amount",
     "currency",
@@ -52,6 +53,7 @@ SHOW_FIELDS = LS_FIELDS | {
     "last_sent_at",
     "lease_owner",
     "lease_expires_at",
+    "settlement",
 }
 USDT: dict[str, Any] = {"currency": "usdt", "from_account": "spot", "to_account": "usdt_futures"}
 
@@ -91,10 +93,11 @@ async def _transfers_long_ago(path: Path) -> None:
             await client.transfer("xt", amount="20", key="xt-unknown", **USDT)
         # As a crash right after the claim leaves it: recorded, never sent.
         spec = xt.validate(amount="7", symbol=None, margin_account=None, **USDT)
-        token = xt.idempotency_token("xt-pending")
+        token = xt.idempotency_token("xt-pending", spec.fingerprint())
         pending = Intent(
             key="xt-pending",
             venue="xt",
+            account=xt.account,
             fingerprint=spec.fingerprint(),
             params=spec.canonical_json(),
             token=token,
@@ -102,7 +105,7 @@ async def _transfers_long_ago(path: Path) -> None:
             created_at=datetime.fromtimestamp(clock.time(), tz=timezone.utc),
         )
         await client.journal.claim(pending, owner="crashed-worker", lease_seconds=1)
-        await client.journal.release("xt-pending", owner="crashed-worker")
+        await client.journal.release(pending.id, owner="crashed-worker")
 
 
 async def _transfer_now(path: Path) -> None:
@@ -169,6 +172,11 @@ def test_ls_json_has_the_documented_schema(journal_file: Path) -> None:
         assert isinstance(row["amount"], str)
         created = datetime.fromisoformat(str(row["created_at"]))
         assert created.utcoffset() == timedelta(0)
+    for key, row in by_key.items():  # each row's account is its API key's fingerprint
+        venue = (
+            xferkit.HTX(HTX_KEY, HTX_SECRET) if key == "htx-ok" else xferkit.XT(XT_KEY, XT_SECRET)
+        )
+        assert row["account"] == venue.account, key
     assert by_key["htx-ok"]["amount"] == "0.5"
     assert by_key["htx-ok"]["to_account"] == "coin_futures"
     assert by_key["xt-ok"]["status"] == "SUCCEEDED"
@@ -215,6 +223,8 @@ def test_show_prints_every_field_and_the_stored_error(journal_file: Path) -> Non
     assert intent["status"] == "FAILED"
     assert intent["error"]["kind"] == "InsufficientBalanceError"
     assert json.loads(intent["body"])["bizId"] == intent["token"]
+    assert intent["account"] == xferkit.XT(XT_KEY, XT_SECRET).account
+    assert intent["settlement"] is None
     table = invoke("journal", "show", "xt-refused", "--journal", journal_file)
     assert table.exit_code == 0, table.output
     assert "InsufficientBalanceError" in table.stdout

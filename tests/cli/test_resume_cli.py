@@ -123,7 +123,11 @@ def test_resume_settles_unknown_intents_exactly_once(served: Served, tmp_path: P
     assert statuses == {"lost-answer": "SUCCEEDED", "never-arrived": "SUCCEEDED"}
     assert report["unresolved"] == []
     xt = xferkit.XT(XT_KEY, XT_SECRET)
-    tokens = {xt.idempotency_token(key) for key in statuses}
+    amounts = {"lost-answer": "10", "never-arrived": "20"}
+    tokens = {
+        xt.biz_id(key, **{k: v for k, v in xt_transfer(amounts[key]).items() if k != "venue"})
+        for key in statuses
+    }
     assert served.xt.executions_by_token() == dict.fromkeys(tokens, 1)
     assert XT_SECRET not in result.output
     listed = subprocess.run(  # noqa: S603 - this interpreter, a temp path

@@ -152,12 +152,21 @@ async def read_journal(path: Path) -> dict[str, Intent]:
         await journal.aclose()
 
 
+def biz_id_of(planned: Planned) -> str:
+    """The bizId xferkit sends for this XT key's transfer."""
+    return xferkit.XT(XT_API_KEY, XT_SECRET).biz_id(
+        planned.key,
+        currency=planned.currency,
+        amount=planned.amount,
+        from_account=planned.from_account,
+        to_account=planned.to_account,
+    )
+
+
 def executions_of(planned: Planned, fake_xt: FakeXT, fake_htx: FakeHTX) -> int:
     """How many times the venue really executed this key's transfer."""
     if planned.venue == "xt":
-        token = xferkit.XT(XT_API_KEY, XT_SECRET).idempotency_token(planned.key)
-        assert token is not None
-        return fake_xt.executions_by_token()[token]
+        return fake_xt.executions_by_token()[biz_id_of(planned)]
     return fake_htx.executions_matching(
         planned.from_account, planned.to_account, planned.currency, planned.amount
     )
@@ -183,7 +192,7 @@ def history(key: str, snapshots: list[dict[str, Intent]]) -> str:
 def executions_shown(planned: Planned, fake_xt: FakeXT, fake_htx: FakeHTX) -> str:
     """The venue's audit rows for ``planned``: transfer id and time."""
     if planned.venue == "xt":
-        token = xferkit.XT(XT_API_KEY, XT_SECRET).idempotency_token(planned.key)
+        token = biz_id_of(planned)
         rows = [e for e in fake_xt.audit if e.biz_id == token]
     else:
         rows = [e for e in fake_htx.audit if e.amount == planned.amount]

@@ -10,13 +10,38 @@ import httpx
 import pytest
 
 import xferkit
-from xferkit.journal import Journal
+from xferkit.journal import IntentId, Journal
 from xferkit.testing import FakeTransport, FakeXT, FaultPlan, VirtualClock
 
 API_KEY = "test-api-key-0001"
 SECRET = "test-secret-do-not-leak-7d1c9e"
+HTX_ACCESS_KEY = "htx-access-key-0001"  # test_htx_engine's credentials
+HTX_SECRET = "htx-secret-do-not-leak-4b2a"
 
 MakeClient = Callable[..., AbstractAsyncContextManager[xferkit.Client]]
+
+
+def xt_id(key: str, api_key: str = API_KEY) -> IntentId:
+    """The journal id of the intent a client with the fixtures' XT credentials records."""
+    return IntentId("xt", xferkit.XT(api_key, SECRET).account, key)
+
+
+def request_biz_id(xt: xferkit.XT, request: xferkit.TransferRequest) -> str:
+    """The bizId xferkit sends for ``request`` (which has a key) with ``xt``'s API key."""
+    assert request.key is not None
+    return xt.biz_id(
+        request.key,
+        currency=request.currency,
+        amount=request.amount,
+        from_account=request.from_account,
+        to_account=request.to_account,
+        symbol=request.symbol,
+    )
+
+
+def htx_id(key: str, access_key: str = HTX_ACCESS_KEY) -> IntentId:
+    """The journal id of the intent a client with the HTX test credentials records."""
+    return IntentId("htx", xferkit.HTX(access_key, HTX_SECRET).account, key)
 
 
 @pytest.fixture

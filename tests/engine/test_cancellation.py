@@ -85,7 +85,7 @@ async def test_randomly_cancelled_transfers_settle_exactly_once(tmp_path: Path) 
         assert isinstance(outcome, xferkit.Receipt), (key, outcome)
         assert outcome.status is TransferStatus.SUCCEEDED
         if venue == "xt":
-            executed = per_token[xt.idempotency_token(key)]
+            executed = per_token[xt.biz_id(key, **args(amount))]
         else:
             executed = fake_htx.executions_matching("spot", "linear-swap", "usdt", amount)
         assert executed == 1, f"{key} executed {executed} times"

@@ -79,11 +79,12 @@ async def seed_stuck_intent(journal: Journal, xt: xferkit.XT, clock: VirtualCloc
     """Record what a worker that crashed mid-send leaves: IN_FLIGHT under a live lease."""
     await journal.open()
     spec = xt.validate(**transfer_args())
-    token = xt.idempotency_token("stuck")
+    token = xt.idempotency_token("stuck", spec.fingerprint())
     claim = await journal.claim(
         Intent(
             key="stuck",
             venue="xt",
+            account=xt.account,
             fingerprint=spec.fingerprint(),
             params=spec.canonical_json(),
             token=token,

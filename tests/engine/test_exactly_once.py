@@ -76,8 +76,8 @@ async def test_every_transfer_executes_at_most_once_under_faults(
     executions = fake_xt.executions_by_token()
     assert all(count == 1 for count in executions.values()), "a bizId executed twice"
     unsettled = 0
-    for key, _ in requests:
-        token = xt.idempotency_token(key)
+    for key, args in requests:
+        token = xt.biz_id(key, **args)
         outcome = again[key]
         if isinstance(outcome, xferkit.Receipt):
             assert outcome.status is TransferStatus.SUCCEEDED

@@ -18,8 +18,9 @@ from xferkit import TransferStatus
 from xferkit.journal import Journal
 from xferkit.testing import FakeHTX, FakeTransport, Fault, FaultPlan, VirtualClock
 
-ACCESS_KEY = "htx-access-key-0001"
-SECRET = "htx-secret-do-not-leak-4b2a"
+from .conftest import HTX_ACCESS_KEY as ACCESS_KEY
+from .conftest import HTX_SECRET as SECRET
+from .conftest import htx_id
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ async def test_lost_answer_after_commit_is_found_in_the_ledger_not_resent(
     plan.force(fault)
     async with htx_client(fake_htx, clock, journal) as client:
         receipt = await client.transfer("htx", **args(), key="h1")
-        stored = await journal.get("h1")
+        stored = await journal.get(htx_id("h1"))
     assert receipt.status is TransferStatus.SUCCEEDED
     assert transfer_posts(fake_htx) == 1
     assert len(fake_htx.audit) == 1
@@ -332,7 +333,7 @@ async def test_a_crash_during_the_first_send_is_found_in_the_ledger_on_resume(
     ):
         with anyio.move_on_after(0.2):
             await client.transfer("htx", **args(), key="crash")
-    stored = await journal.get("crash")
+    stored = await journal.get(htx_id("crash"))
     assert stored is not None
     assert stored.status is TransferStatus.IN_FLIGHT  # what a killed process leaves
     assert len(fake_htx.audit) == 1

@@ -11,10 +11,10 @@ import pytest
 
 import xferkit
 from xferkit import TransferStatus
-from xferkit.journal import Claim, Intent
+from xferkit.journal import Claim, Intent, IntentId
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
-from .conftest import API_KEY, SECRET, transfer_args
+from .conftest import API_KEY, SECRET, transfer_args, xt_id
 
 
 class FlakyJournal:
@@ -43,25 +43,37 @@ class FlakyJournal:
             raise xferkit.JournalError("disk full")
         await self.inner.save(intent, owner=owner, lease_seconds=lease_seconds)
 
-    async def release(self, key: str, *, owner: str) -> None:
-        await self.inner.release(key, owner=owner)
+    async def release(self, intent_id: IntentId, *, owner: str) -> None:
+        await self.inner.release(intent_id, owner=owner)
 
-    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
-        return await self.inner.reopen(key, owner=owner, lease_seconds=lease_seconds)
+    async def reopen(
+        self, intent_id: IntentId, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
+        return await self.inner.reopen(intent_id, owner=owner, lease_seconds=lease_seconds)
 
-    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
-        return await self.inner.claim_ledger_ref(key, owner=owner, ref=ref)
+    async def claim_ledger_ref(self, intent_id: IntentId, *, owner: str, ref: str) -> bool:
+        return await self.inner.claim_ledger_ref(intent_id, owner=owner, ref=ref)
 
-    async def get(self, key: str) -> Intent | None:
-        return await self.inner.get(key)
+    async def adopt(self, intent_id: IntentId, *, account: str) -> Intent | None:
+        return await self.inner.adopt(intent_id, account=account)
+
+    async def get(self, intent_id: IntentId) -> Intent | None:
+        return await self.inner.get(intent_id)
+
+    async def find(self, key: str) -> list[Intent]:
+        return await self.inner.find(key)
 
     async def prune(self, *, finished_before: datetime) -> int:
         return await self.inner.prune(finished_before=finished_before)
 
     async def list(
-        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+        self,
+        *,
+        statuses: Collection[TransferStatus] | None = None,
+        accounts: Collection[tuple[str, str]] | None = None,
+        limit: int | None = None,
     ) -> list[Intent]:
-        return await self.inner.list(statuses=statuses, limit=limit)
+        return await self.inner.list(statuses=statuses, accounts=accounts, limit=limit)
 
 
 async def run(
@@ -99,7 +111,7 @@ async def test_a_refusal_that_cannot_be_recorded_is_reported_unknown(clock: Virt
     with pytest.raises(xferkit.TransferOutcomeUnknownError) as raised:
         await run(journal, fake, clock, amount="999999999")
     assert isinstance(raised.value.__cause__, xferkit.InsufficientBalanceError)
-    stored = await journal.get("k1")
+    stored = await journal.get(xt_id("k1"))
     assert stored is not None
     assert stored.status is TransferStatus.IN_FLIGHT
 
@@ -147,10 +159,11 @@ async def test_resume_skips_intents_leased_by_a_live_worker(clock: VirtualClock)
     intent = Intent(
         key="held",
         venue="xt",
+        account=xt.account,
         fingerprint=spec.fingerprint(),
         params=spec.canonical_json(),
-        token=xt.idempotency_token("held"),
-        body=xt.transfer_body(spec, xt.idempotency_token("held")),
+        token=xt.idempotency_token("held", spec.fingerprint()),
+        body=xt.transfer_body(spec, xt.idempotency_token("held", spec.fingerprint())),
         created_at=datetime.now(timezone.utc),
     )
     await journal.claim(intent, owner="other-worker", lease_seconds=600)

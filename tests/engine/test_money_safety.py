@@ -15,7 +15,7 @@ from xferkit import TransferStatus
 from xferkit.journal import Journal
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
-from .conftest import API_KEY, SECRET, MakeClient, transfer_args
+from .conftest import API_KEY, SECRET, MakeClient, transfer_args, xt_id
 
 
 def transfer_bodies(fake: FakeXT) -> list[bytes]:
@@ -39,7 +39,7 @@ async def test_a_refusal_after_a_lost_answer_leaves_the_transfer_open(
             await client.transfer("xt", **transfer_args(), key="k1")
         assert code in raised.value.reason
         assert len(transfer_bodies(fake_xt)) == 2
-        stored = await journal.get("k1")
+        stored = await journal.get(xt_id("k1"))
         assert stored is not None
         assert stored.status is TransferStatus.UNKNOWN
         assert stored.error is not None
@@ -177,7 +177,7 @@ async def test_resume_reports_an_intent_it_cannot_drive_and_settles_the_others(
             with pytest.raises(xferkit.TransferOutcomeUnknownError):
                 await client.transfer("xt", **transfer_args(), key=key)
     await journal.open()  # the client closed it
-    stored = await journal.get("a")
+    stored = await journal.get(xt_id("a"))
     assert stored is not None
     async with (
         httpx.AsyncClient(transport=_BrokenFor(fake_xt, stored.token)) as http_client,
@@ -208,7 +208,7 @@ async def test_client_from_the_environment_uses_xferkit_journal(
     reader = xferkit.SqliteJournal(path)
     await reader.open()
     try:
-        stored = await reader.get("k1")
+        stored = await reader.get(xt_id("k1"))
     finally:
         await reader.aclose()
     assert stored is not None

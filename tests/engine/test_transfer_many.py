@@ -16,7 +16,7 @@ from xferkit import TransferRequest, TransferStatus
 from xferkit.journal import Journal
 from xferkit.testing import FakeHTX, FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
-from .conftest import API_KEY, SECRET, MakeClient
+from .conftest import API_KEY, SECRET, MakeClient, request_biz_id
 
 
 def request(n: int, **overrides: Any) -> TransferRequest:
@@ -67,7 +67,7 @@ async def test_a_thousand_requests_across_both_venues_each_yield_once_and_execut
     xt = xferkit.XT(API_KEY, SECRET)
     for r in requests:
         if r.venue == "xt":
-            executed = per_token[xt.idempotency_token(r.key or "")]
+            executed = per_token[request_biz_id(xt, r)]
         else:
             executed = fake_htx.executions_matching("spot", "linear-swap", "usdt", r.amount)
         outcome = final[r.key]
@@ -218,7 +218,7 @@ async def test_a_thousand_faulted_requests_on_real_time_keep_under_each_venues_r
     for r in requests:
         outcome = final[r.key]
         executed = (
-            per_token[xt.idempotency_token(r.key or "")]
+            per_token[request_biz_id(xt, r)]
             if r.venue == "xt"
             else fake_htx.executions_matching("spot", "linear-swap", "usdt", r.amount)
         )

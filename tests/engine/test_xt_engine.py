@@ -13,7 +13,7 @@ from xferkit import TransferStatus
 from xferkit.journal import Intent, Journal
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
-from .conftest import API_KEY, SECRET, MakeClient, transfer_args
+from .conftest import API_KEY, SECRET, MakeClient, transfer_args, xt_id
 
 
 def transfer_requests(fake: FakeXT) -> int:
@@ -107,7 +107,7 @@ async def test_rate_limit_past_the_policy_fails_and_leaves_the_key_unspent(
             await client.transfer("xt", **transfer_args(), key="k1")
         assert refused.value.key_reusable
         assert "the key was not spent" in str(refused.value)
-        stored = await journal.get("k1")
+        stored = await journal.get(xt_id("k1"))
         assert stored is not None
         assert stored.status is TransferStatus.FAILED
         assert await client.resume() == []
@@ -155,7 +155,7 @@ async def test_ambiguous_past_the_policy_is_unknown_then_resume_settles_it(
         with pytest.raises(xferkit.TransferOutcomeUnknownError) as raised:
             await client.transfer("xt", **transfer_args(), key="k1")
         assert raised.value.key == "k1"
-        stored = await journal.get("k1")
+        stored = await journal.get(xt_id("k1"))
         assert stored is not None
         assert stored.status is TransferStatus.UNKNOWN
         receipts = await client.resume()
@@ -187,7 +187,7 @@ async def test_insufficient_balance_is_failed_and_replayed_without_requests(
         sent = len(fake_xt.requests)
         with pytest.raises(xferkit.InsufficientBalanceError) as again:
             await client.transfer("xt", **transfer_args(amount="1000000000"), key="big")
-        stored = await journal.get("big")
+        stored = await journal.get(xt_id("big"))
     assert len(fake_xt.requests) == sent
     assert (again.value.code, again.value.venue) == (first.value.code, "xt")
     assert stored is not None
@@ -225,15 +225,21 @@ async def test_conflicting_reuse_of_a_key_is_refused_without_requests(
     assert len(fake_xt.audit) == 1
 
 
-async def test_duplicate_on_a_never_sent_bizid_is_an_error(
+async def test_duplicate_on_a_never_sent_bizid_settles_it_without_executing_again(
     make_client: MakeClient, fake_xt: FakeXT, clock: VirtualClock
 ) -> None:
-    """With a lost journal, the same key cannot execute again: the venue's duplicate is raised."""
+    """With a lost journal, the same key and parameters cannot execute again: the bizId names
+    this very transfer, so the venue's duplicate answer settles it SUCCEEDED (confirmed by the
+    duplicate, no transfer id) without moving money a second time (docs/idempotency.md)."""
     async with make_client() as client:
-        await client.transfer("xt", **transfer_args(), key="k1")
+        first = await client.transfer("xt", **transfer_args(), key="k1")
     async with make_client(journal=xferkit.MemoryJournal(clock=clock)) as fresh:
-        with pytest.raises(xferkit.TransferRejectedError, match="was the journal lost"):
-            await fresh.transfer("xt", **transfer_args(), key="k1")
+        again = await fresh.transfer("xt", **transfer_args(), key="k1")
+    assert first.confirmed_by is not xferkit.Confirmation.DUPLICATE
+    assert again.status is TransferStatus.SUCCEEDED
+    assert again.confirmed_by is xferkit.Confirmation.DUPLICATE
+    assert again.transfer_id is None
+    assert not again.replayed
     assert list(fake_xt.executions_by_token().values()) == [1]
 
 
@@ -291,7 +297,7 @@ async def test_a_transfer_cancelled_before_its_request_left_is_put_back_to_pendi
         with anyio.move_on_after(0.2) as scope:
             await client.transfer("xt", **transfer_args(), key="k1")
         assert scope.cancelled_caught
-        stored = await journal.get("k1")
+        stored = await journal.get(xt_id("k1"))
         assert stored is not None
         assert stored.status is TransferStatus.PENDING
         assert (stored.attempts, stored.first_sent_at, stored.last_sent_at) == (0, None, None)
@@ -302,7 +308,7 @@ async def test_a_transfer_cancelled_before_its_request_left_is_put_back_to_pendi
         (receipt,) = await client.resume()
     assert receipt.status is TransferStatus.SUCCEEDED
     assert receipt.attempts == 1
-    assert fake_xt.executions_by_token()[xt.idempotency_token("k1")] == 1
+    assert fake_xt.executions_by_token()[xt.biz_id("k1", **transfer_args())] == 1
 
 
 async def test_a_claim_older_than_half_its_lease_is_renewed_before_the_first_send(

@@ -205,17 +205,21 @@ async def read_journal(dsn: str, schema: str) -> dict[str, Intent]:
         await journal.aclose()
 
 
-def xt_token(key: str) -> str:
-    """The bizId XT sees for ``key``."""
-    token = xferkit.XT(XT_API_KEY, XT_SECRET).idempotency_token(key)
-    assert token is not None
-    return token
+def xt_token(planned: Planned) -> str:
+    """The bizId XT sees for ``planned`` (its key and parameters)."""
+    return xferkit.XT(XT_API_KEY, XT_SECRET).biz_id(
+        planned.key,
+        currency=planned.currency,
+        amount=planned.amount,
+        from_account=planned.from_account,
+        to_account=planned.to_account,
+    )
 
 
 def executions_of(planned: Planned, fake_xt: FakeXT, fake_htx: FakeHTX) -> int:
     """How many times the venue really executed this key's transfer."""
     if planned.venue == "xt":
-        return fake_xt.executions_by_token()[xt_token(planned.key)]
+        return fake_xt.executions_by_token()[xt_token(planned)]
     return fake_htx.executions_matching(
         planned.from_account, planned.to_account, planned.currency, planned.amount
     )

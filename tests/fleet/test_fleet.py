@@ -190,7 +190,7 @@ async def test_two_processes_racing_resume_drive_each_intent_once() -> None:
     # At the venues: one resend per XT intent; one ledger read per HTX intent, and a send only
     # for those the ledger proved absent.
     xt_posts = transfer_posts(fake_xt, xt_since)
-    assert xt_posts == {xt_token(p.key): 1 for p in batch if p.venue == "xt"}
+    assert xt_posts == {xt_token(p): 1 for p in batch if p.venue == "xt"}
     htx = [p for p in batch if p.venue == "htx"]
     htx_posts = transfer_posts(fake_htx, htx_since)
     assert htx_posts == {str(p.amount): 1 for p in htx if p.key not in executed_before}

@@ -74,7 +74,7 @@ async def test_lease_lost_mid_reconciliation_is_never_reported_as_unsent() -> No
             async with anyio.create_task_group() as tg:
                 tg.start_soon(transfer, "a", a, 0.0)
                 tg.start_soon(transfer, "b", b, TAKEOVER_AFTER)
-            intent = await a.journal.get(TRANSFER["key"])
+            intent = await a.intent("htx", TRANSFER["key"])
     finally:
         await drop_schema(dsn, schema)
 

@@ -17,30 +17,54 @@ import attrs
 import pytest
 
 from xferkit import JournalError, SqliteJournal, TransferStatus
-from xferkit.journal import Claim, Intent, Journal, LeaseLostError, StoredError
+from xferkit.journal import (
+    LEGACY_ACCOUNT,
+    Claim,
+    Intent,
+    IntentId,
+    Journal,
+    LeaseLostError,
+    StoredError,
+)
 
 from .conftest import ExpireLeases
 
 LEASE = 30.0
 
 
-def make_intent(key: str = "k1", *, created_at: datetime | None = None) -> Intent:
+ACCOUNT = "acct-a"
+OTHER_ACCOUNT = "acct-b"
+
+
+def make_intent(
+    key: str = "k1",
+    *,
+    created_at: datetime | None = None,
+    account: str = ACCOUNT,
+    venue: str = "xt",
+) -> Intent:
     return Intent(
         key=key,
-        venue="xt",
+        venue=venue,
+        account=account,
         fingerprint="f" * 64,
         params='{"amount":"10"}',
-        token=f"biz-{key}",
+        token=f"biz-{key}" if account == ACCOUNT else f"biz-{key}-{account}",
         body='{"bizId":"biz"}',
         created_at=created_at or datetime(2026, 11, 21, 8, 0, tzinfo=timezone.utc),
     )
+
+
+def iid(key: str = "k1", account: str = ACCOUNT, venue: str = "xt") -> IntentId:
+    """The id of ``make_intent(key, account=account, venue=venue)``."""
+    return IntentId(venue, account, key)
 
 
 async def test_claim_records_a_new_intent_owned_by_the_caller(journal: Journal) -> None:
     """A first claim creates the intent, hands its lease to the caller and stores it."""
     claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
     assert (claim.created, claim.owned) == (True, True)
-    stored = await journal.get("k1")
+    stored = await journal.get(iid("k1"))
     assert stored is not None
     assert stored.lease_owner == "a"
     assert stored.status is TransferStatus.PENDING
@@ -59,7 +83,7 @@ async def test_a_claim_stores_the_intent_as_given(journal: Journal) -> None:
         last_sent_at=sent,
     )
     claim = await journal.claim(first_attempt, owner="a", lease_seconds=LEASE)
-    stored = await journal.get("k1")
+    stored = await journal.get(iid("k1"))
     assert stored is not None
     assert claim.intent == stored
     leased = ("lease_owner", "lease_expires_at")
@@ -111,7 +135,7 @@ async def test_released_lease_is_free_at_once(journal: Journal) -> None:
     await journal.save(
         attrs.evolve(claim.intent, status=TransferStatus.IN_FLIGHT), owner="a", lease_seconds=LEASE
     )
-    await journal.release("k1", owner="a")
+    await journal.release(iid("k1"), owner="a")
     taken = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
     assert taken.owned
     assert taken.intent.status is TransferStatus.IN_FLIGHT
@@ -120,7 +144,7 @@ async def test_released_lease_is_free_at_once(journal: Journal) -> None:
 async def test_release_by_a_non_owner_changes_nothing(journal: Journal) -> None:
     """Only the lease holder can release it."""
     await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
-    await journal.release("k1", owner="b")
+    await journal.release(iid("k1"), owner="b")
     claim = await journal.claim(make_intent(), owner="b", lease_seconds=LEASE)
     assert not claim.owned
 
@@ -134,7 +158,7 @@ async def test_save_by_a_non_owner_is_refused(journal: Journal) -> None:
             owner="b",
             lease_seconds=None,
         )
-    stored = await journal.get("k1")
+    stored = await journal.get(iid("k1"))
     assert stored is not None
     assert stored.status is TransferStatus.PENDING
 
@@ -149,7 +173,7 @@ async def test_terminal_intents_are_never_leased_again(
         owner="a",
         lease_seconds=LEASE,
     )
-    stored = await journal.get("k1")
+    stored = await journal.get(iid("k1"))
     assert stored is not None
     assert stored.lease_owner is None
     await expire_leases(LEASE * 10)
@@ -173,7 +197,7 @@ async def test_every_field_round_trips(journal: Journal) -> None:
         finished_at=sent + timedelta(seconds=3),
     )
     await journal.save(final, owner="a", lease_seconds=None)
-    stored = await journal.get("k1")
+    stored = await journal.get(iid("k1"))
     assert stored == attrs.evolve(final, lease_owner=None, lease_expires_at=None)
 
 
@@ -186,7 +210,7 @@ async def test_list_filters_by_status_oldest_first(journal: Journal) -> None:
             owner="a",
             lease_seconds=LEASE,
         )
-    done = await journal.get("k2")
+    done = await journal.get(iid("k2"))
     assert done is not None
     await journal.save(
         attrs.evolve(done, status=TransferStatus.SUCCEEDED), owner="a", lease_seconds=None
@@ -199,7 +223,7 @@ async def test_list_filters_by_status_oldest_first(journal: Journal) -> None:
 
 async def test_get_of_an_unknown_key_is_none(journal: Journal) -> None:
     """Reading a key that was never claimed gives None, not an error."""
-    assert await journal.get("nope") is None
+    assert await journal.get(iid("nope")) is None
 
 
 # -- SQLite specifics ---------------------------------------------------------------------
@@ -250,7 +274,7 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
     second = SqliteJournal(path)
     await second.open()
     try:
-        stored = await second.get("k1")
+        stored = await second.get(iid("k1"))
     finally:
         await second.aclose()
     assert stored is not None
@@ -278,10 +302,10 @@ async def test_a_ledger_row_is_claimed_by_one_intent_only(journal: Journal) -> N
     """Two intents of one venue cannot both claim the same ledger row; the owner's claim sticks."""
     await journal.claim(make_intent("a"), owner="wa", lease_seconds=LEASE)
     await journal.claim(make_intent("b"), owner="wb", lease_seconds=LEASE)
-    assert await journal.claim_ledger_ref("a", owner="wa", ref="row-1")
-    assert not await journal.claim_ledger_ref("b", owner="wb", ref="row-1")
-    assert await journal.claim_ledger_ref("b", owner="wb", ref="row-2")
-    stored = await journal.get("a")
+    assert await journal.claim_ledger_ref(iid("a"), owner="wa", ref="row-1")
+    assert not await journal.claim_ledger_ref(iid("b"), owner="wb", ref="row-1")
+    assert await journal.claim_ledger_ref(iid("b"), owner="wb", ref="row-2")
+    stored = await journal.get(iid("a"))
     assert stored is not None
     assert stored.ledger_ref == "row-1"
 
@@ -289,8 +313,8 @@ async def test_a_ledger_row_is_claimed_by_one_intent_only(journal: Journal) -> N
 async def test_a_ledger_row_needs_the_lease(journal: Journal) -> None:
     """A worker that does not hold the intent's lease cannot claim a ledger row for it."""
     await journal.claim(make_intent("a"), owner="wa", lease_seconds=LEASE)
-    assert not await journal.claim_ledger_ref("a", owner="intruder", ref="row-1")
-    stored = await journal.get("a")
+    assert not await journal.claim_ledger_ref(iid("a"), owner="intruder", ref="row-1")
+    stored = await journal.get(iid("a"))
     assert stored is not None
     assert stored.ledger_ref is None
 
@@ -318,6 +342,322 @@ async def test_prune_deletes_only_old_settled_intents(journal: Journal) -> None:
     assert {i.key for i in await journal.list()} == {"new-ok", "old-unknown", "old-in-flight"}
 
 
+# -- accounts: an intent is (venue, account, key) ------------------------------------------
+
+
+async def test_one_key_under_two_accounts_is_two_intents(journal: Journal) -> None:
+    """The same key claimed under two accounts creates two intents, each with its own lease
+    and fields; get() reads each by its id, and neither id reads the other's row."""
+    mine = await journal.claim(make_intent("k1"), owner="a", lease_seconds=LEASE)
+    theirs = await journal.claim(
+        make_intent("k1", account=OTHER_ACCOUNT), owner="b", lease_seconds=LEASE
+    )
+    assert (mine.created, mine.owned) == (True, True)
+    assert (theirs.created, theirs.owned) == (True, True)
+    assert mine.intent.id == iid("k1") == IntentId("xt", ACCOUNT, "k1")
+    assert theirs.intent.id == iid("k1", OTHER_ACCOUNT)
+    a, b = await journal.get(iid("k1")), await journal.get(iid("k1", OTHER_ACCOUNT))
+    assert a is not None
+    assert b is not None
+    assert (a.account, a.token, a.lease_owner) == (ACCOUNT, "biz-k1", "a")
+    assert (b.account, b.token, b.lease_owner) == (OTHER_ACCOUNT, "biz-k1-acct-b", "b")
+    assert await journal.get(iid("k1", "acct-c")) is None
+    assert await journal.get(iid("k1", venue="htx")) is None
+    # Saving one leaves the other as it was.
+    await journal.save(
+        attrs.evolve(a, status=TransferStatus.SUCCEEDED, transfer_id="t-a"),
+        owner="a",
+        lease_seconds=None,
+    )
+    b_after = await journal.get(iid("k1", OTHER_ACCOUNT))
+    assert b_after is not None
+    assert (b_after.status, b_after.transfer_id, b_after.lease_owner) == (
+        TransferStatus.PENDING,
+        None,
+        "b",
+    )
+    # Another account's worker cannot save over this account's row under the same key.
+    with pytest.raises(LeaseLostError):
+        await journal.save(
+            attrs.evolve(a, account=OTHER_ACCOUNT, status=TransferStatus.FAILED),
+            owner="a",
+            lease_seconds=None,
+        )
+    assert await journal.get(iid("k1", OTHER_ACCOUNT)) == b_after
+
+
+async def test_a_second_claim_under_the_same_account_still_finds_the_first(
+    journal: Journal,
+) -> None:
+    """With another account's intent under the key, a repeated claim by the first account is
+    still answered with its own stored row, unleased for the second claimer."""
+    await journal.claim(make_intent("k1"), owner="a", lease_seconds=LEASE)
+    await journal.claim(make_intent("k1", account=OTHER_ACCOUNT), owner="b", lease_seconds=LEASE)
+    again = await journal.claim(make_intent("k1"), owner="c", lease_seconds=LEASE)
+    assert (again.created, again.owned) == (False, False)
+    assert (again.intent.account, again.intent.lease_owner) == (ACCOUNT, "a")
+
+
+async def test_find_returns_every_intent_under_a_key(journal: Journal) -> None:
+    """find(key) returns the key's intents under every venue and account, and no other key's."""
+    await journal.claim(make_intent("k1"), owner="a", lease_seconds=LEASE)
+    await journal.claim(make_intent("k1", account=OTHER_ACCOUNT), owner="b", lease_seconds=LEASE)
+    await journal.claim(make_intent("k1", venue="htx"), owner="c", lease_seconds=LEASE)
+    await journal.claim(make_intent("k2"), owner="a", lease_seconds=LEASE)
+    found = await journal.find("k1")
+    assert len(found) == 3
+    assert {i.id for i in found} == {iid("k1"), iid("k1", OTHER_ACCOUNT), iid("k1", venue="htx")}
+    assert {i.key for i in found} == {"k1"}
+    assert [i.id for i in await journal.find("k2")] == [iid("k2")]
+    assert await journal.find("nope") == []
+
+
+async def test_list_filters_by_venue_and_account_pairs(journal: Journal) -> None:
+    """list(accounts=...) keeps only intents of the given (venue, account) pairs, as pairs
+    (not any of the venues with any of the accounts), with statuses and limit still applied."""
+    base = datetime(2026, 11, 21, tzinfo=timezone.utc)
+    rows = [
+        ("x-a", "xt", ACCOUNT),
+        ("x-b", "xt", OTHER_ACCOUNT),
+        ("h-a", "htx", ACCOUNT),
+        ("h-b", "htx", OTHER_ACCOUNT),
+        ("x-a2", "xt", ACCOUNT),
+    ]
+    for n, (key, venue, account) in enumerate(rows):
+        await journal.claim(
+            make_intent(key, venue=venue, account=account, created_at=base + timedelta(minutes=n)),
+            owner="a",
+            lease_seconds=LEASE,
+        )
+    done = await journal.get(iid("x-a2"))
+    assert done is not None
+    await journal.save(
+        attrs.evolve(done, status=TransferStatus.SUCCEEDED), owner="a", lease_seconds=None
+    )
+
+    def keys(intents: list[Intent]) -> list[str]:
+        return [i.key for i in intents]
+
+    assert keys(await journal.list(accounts=[("xt", ACCOUNT)])) == ["x-a", "x-a2"]
+    assert keys(await journal.list(accounts=[("xt", OTHER_ACCOUNT), ("htx", ACCOUNT)])) == [
+        "x-b",
+        "h-a",
+    ]
+    assert keys(await journal.list(accounts=[("binance", ACCOUNT)])) == []
+    assert keys(await journal.list(accounts=[])) == []
+    assert keys(await journal.list(accounts=None)) == [key for key, _, _ in rows]
+    assert keys(
+        await journal.list(statuses=[TransferStatus.PENDING], accounts=[("xt", ACCOUNT)])
+    ) == ["x-a"]
+    both = [("xt", ACCOUNT), ("htx", OTHER_ACCOUNT)]
+    assert keys(await journal.list(accounts=both, limit=2)) == ["x-a", "h-b"]
+
+
+async def failed_intent(
+    journal: Journal, key: str = "k1", *, reusable: bool, account: str = ACCOUNT
+) -> Intent:
+    """Claim ``key`` and settle it FAILED with a refusal whose key is (not) ``reusable``."""
+    claim = await journal.claim(make_intent(key, account=account), owner="a", lease_seconds=LEASE)
+    failed = attrs.evolve(
+        claim.intent,
+        status=TransferStatus.FAILED,
+        attempts=1,
+        error=StoredError(kind="RateLimitError", message="429", http_status=429, reusable=reusable),
+        finished_at=datetime(2026, 11, 21, 8, 1, tzinfo=timezone.utc),
+    )
+    await journal.save(failed, owner="a", lease_seconds=None)
+    return failed
+
+
+async def test_reopen_turns_a_reusable_failure_back_into_a_leased_pending(
+    journal: Journal,
+) -> None:
+    """A FAILED intent whose stored error is reusable is reopened PENDING, unfinished, leased
+    to the caller, the rest of it kept; a claim by anyone else then does not own it."""
+    failed = await failed_intent(journal, reusable=True)
+    reopened = await journal.reopen(iid("k1"), owner="w", lease_seconds=LEASE)
+    assert reopened is not None
+    assert (reopened.status, reopened.finished_at, reopened.lease_owner) == (
+        TransferStatus.PENDING,
+        None,
+        "w",
+    )
+    assert reopened.lease_expires_at is not None
+    stored = await journal.get(iid("k1"))
+    assert stored == reopened
+    assert (stored.token, stored.attempts, stored.error) == (
+        failed.token,
+        failed.attempts,
+        failed.error,
+    )
+    other = await journal.claim(make_intent("k1"), owner="x", lease_seconds=LEASE)
+    assert (other.created, other.owned) == (False, False)
+    await journal.save(
+        attrs.evolve(stored, status=TransferStatus.SUCCEEDED), owner="w", lease_seconds=None
+    )
+
+
+@pytest.mark.parametrize(
+    "status", [TransferStatus.SUCCEEDED, TransferStatus.UNKNOWN, TransferStatus.PENDING]
+)
+async def test_reopen_refuses_anything_but_a_failure(
+    journal: Journal, status: TransferStatus
+) -> None:
+    """Only a FAILED intent can be reopened, even with a reusable error stored on it."""
+    claim = await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
+    error = StoredError(kind="RateLimitError", message="429", reusable=True)
+    await journal.save(
+        attrs.evolve(claim.intent, status=status, error=error), owner="a", lease_seconds=None
+    )
+    before = await journal.get(iid("k1"))
+    assert await journal.reopen(iid("k1"), owner="w", lease_seconds=LEASE) is None
+    assert await journal.get(iid("k1")) == before
+
+
+async def test_reopen_refuses_a_failure_that_spent_its_key(journal: Journal) -> None:
+    """A FAILED intent whose stored error is not reusable (or that has none) stays FAILED."""
+    await failed_intent(journal, "spent", reusable=False)
+    claim = await journal.claim(make_intent("bare"), owner="a", lease_seconds=LEASE)
+    await journal.save(
+        attrs.evolve(claim.intent, status=TransferStatus.FAILED), owner="a", lease_seconds=None
+    )
+    for key in ("spent", "bare"):
+        before = await journal.get(iid(key))
+        assert before is not None
+        assert await journal.reopen(iid(key), owner="w", lease_seconds=LEASE) is None
+        assert await journal.get(iid(key)) == before
+        assert before.status is TransferStatus.FAILED
+    assert await journal.reopen(iid("nope"), owner="w", lease_seconds=LEASE) is None
+
+
+async def test_reopen_reopens_only_the_named_accounts_intent(journal: Journal) -> None:
+    """Reopening one account's failure leaves another account's failure under the key alone;
+    an id of an account with no intent under the key reopens nothing."""
+    await failed_intent(journal, reusable=True)
+    await failed_intent(journal, reusable=True, account=OTHER_ACCOUNT)
+    assert await journal.reopen(iid("k1", "acct-c"), owner="w", lease_seconds=LEASE) is None
+    reopened = await journal.reopen(iid("k1"), owner="w", lease_seconds=LEASE)
+    assert reopened is not None
+    assert reopened.account == ACCOUNT
+    other = await journal.get(iid("k1", OTHER_ACCOUNT))
+    assert other is not None
+    assert (other.status, other.lease_owner) == (TransferStatus.FAILED, None)
+
+
+async def test_reopen_happens_once_under_concurrency(journal: Journal) -> None:
+    """Of concurrent reopens of one failure, exactly one reopens it; the others get None and
+    the lease is the winner's."""
+    await failed_intent(journal, reusable=True)
+    results: dict[str, Intent | None] = {}
+
+    async def reopen(owner: str) -> None:
+        results[owner] = await journal.reopen(iid("k1"), owner=owner, lease_seconds=LEASE)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(10):
+            tg.start_soon(reopen, f"w{n}")
+    winners = [owner for owner, reopened in results.items() if reopened is not None]
+    assert len(results) == 10
+    assert len(winners) == 1
+    stored = await journal.get(iid("k1"))
+    assert stored is not None
+    assert (stored.status, stored.lease_owner) == (TransferStatus.PENDING, winners[0])
+    assert await journal.reopen(iid("k1"), owner="late", lease_seconds=LEASE) is None
+
+
+async def test_a_ledger_row_is_claimed_once_per_account(journal: Journal) -> None:
+    """A ledger row one account's intent holds can still go to another account's intent (of the
+    same venue), even under the same key; within each account it stays one intent's."""
+    await journal.claim(make_intent("a"), owner="wa", lease_seconds=LEASE)
+    await journal.claim(make_intent("a", account=OTHER_ACCOUNT), owner="wb", lease_seconds=LEASE)
+    await journal.claim(make_intent("c", account=OTHER_ACCOUNT), owner="wc", lease_seconds=LEASE)
+    assert await journal.claim_ledger_ref(iid("a"), owner="wa", ref="row-1")
+    assert await journal.claim_ledger_ref(iid("a", OTHER_ACCOUNT), owner="wb", ref="row-1")
+    assert not await journal.claim_ledger_ref(iid("c", OTHER_ACCOUNT), owner="wc", ref="row-1")
+    a, b, c = (
+        await journal.get(iid("a")),
+        await journal.get(iid("a", OTHER_ACCOUNT)),
+        await journal.get(iid("c", OTHER_ACCOUNT)),
+    )
+    assert a is not None
+    assert b is not None
+    assert c is not None
+    assert (a.ledger_ref, b.ledger_ref, c.ledger_ref) == ("row-1", "row-1", None)
+
+
+async def test_a_ledger_row_is_claimed_once_per_venue(journal: Journal) -> None:
+    """The same account name and ref on another venue is another ledger: both claims stand."""
+    await journal.claim(make_intent("a"), owner="wa", lease_seconds=LEASE)
+    await journal.claim(make_intent("b", venue="htx"), owner="wb", lease_seconds=LEASE)
+    assert await journal.claim_ledger_ref(iid("a"), owner="wa", ref="row-1")
+    assert await journal.claim_ledger_ref(iid("b", venue="htx"), owner="wb", ref="row-1")
+
+
+async def test_adopt_gives_a_legacy_row_to_an_account(journal: Journal) -> None:
+    """adopt() moves a LEGACY_ACCOUNT row to the account: it is read under its new id with
+    every field kept, no longer under the legacy id, and found once under its key."""
+    claim = await journal.claim(
+        make_intent("old", account=LEGACY_ACCOUNT), owner="a", lease_seconds=LEASE
+    )
+    legacy = attrs.evolve(
+        claim.intent,
+        status=TransferStatus.UNKNOWN,
+        attempts=2,
+        error=StoredError(kind="TransferRejectedError", message="lost", code="X"),
+    )
+    await journal.save(legacy, owner="a", lease_seconds=None)
+    stored = await journal.get(iid("old", LEGACY_ACCOUNT))
+    assert stored is not None
+    adopted = await journal.adopt(iid("old", LEGACY_ACCOUNT), account=ACCOUNT)
+    assert adopted is not None
+    assert adopted == attrs.evolve(stored, account=ACCOUNT)
+    assert adopted.id == iid("old")
+    assert await journal.get(iid("old")) == adopted
+    assert await journal.get(iid("old", LEGACY_ACCOUNT)) is None
+    assert [i.id for i in await journal.find("old")] == [iid("old")]
+    assert [i.key for i in await journal.list(accounts=[("xt", ACCOUNT)])] == ["old"]
+    assert await journal.list(accounts=[("xt", LEGACY_ACCOUNT)]) == []
+    # It is now an ordinary intent of the account: its owner may lease and settle it.
+    taken = await journal.claim(make_intent("old"), owner="w", lease_seconds=LEASE)
+    assert taken.owned
+    assert (taken.intent.status, taken.intent.attempts) == (TransferStatus.UNKNOWN, 2)
+    await journal.save(
+        attrs.evolve(taken.intent, status=TransferStatus.SUCCEEDED), owner="w", lease_seconds=None
+    )
+    # Adopted once: the legacy id is gone, so a second adoption finds nothing.
+    assert await journal.adopt(iid("old", LEGACY_ACCOUNT), account=OTHER_ACCOUNT) is None
+
+
+async def test_adopt_refuses_a_row_that_is_not_legacy(journal: Journal) -> None:
+    """A row that already has an account is never moved to another one."""
+    await journal.claim(make_intent("k1"), owner="a", lease_seconds=LEASE)
+    before = await journal.get(iid("k1"))
+    assert await journal.adopt(iid("k1"), account=OTHER_ACCOUNT) is None
+    assert await journal.get(iid("k1")) == before
+    assert await journal.get(iid("k1", OTHER_ACCOUNT)) is None
+    assert await journal.adopt(iid("nope", LEGACY_ACCOUNT), account=ACCOUNT) is None
+    assert await journal.get(iid("nope")) is None
+
+
+async def test_adopt_refuses_when_the_account_has_the_key_already(journal: Journal) -> None:
+    """If the account already has an intent under the legacy row's key, adopt() changes
+    neither row: both stay as they were, under their own ids."""
+    await journal.claim(make_intent("k1", account=LEGACY_ACCOUNT), owner="a", lease_seconds=LEASE)
+    await journal.claim(make_intent("k1"), owner="b", lease_seconds=LEASE)
+    legacy_before = await journal.get(iid("k1", LEGACY_ACCOUNT))
+    mine_before = await journal.get(iid("k1"))
+    assert legacy_before is not None
+    assert mine_before is not None
+    assert await journal.adopt(iid("k1", LEGACY_ACCOUNT), account=ACCOUNT) is None
+    assert await journal.get(iid("k1", LEGACY_ACCOUNT)) == legacy_before
+    assert await journal.get(iid("k1")) == mine_before
+    assert len(await journal.find("k1")) == 2
+    # Another account without the key may still adopt it.
+    adopted = await journal.adopt(iid("k1", LEGACY_ACCOUNT), account=OTHER_ACCOUNT)
+    assert adopted is not None
+    assert adopted.id == iid("k1", OTHER_ACCOUNT)
+
+
 # -- group commit (the durable journals) ---------------------------------------------------
 
 
@@ -331,7 +671,7 @@ async def test_concurrent_writes_share_commits_and_each_is_durable_on_return(
 
     async def claim(n: int) -> None:
         await journal.claim(make_intent(f"g{n}"), owner=f"w{n}", lease_seconds=LEASE)
-        seen_on_return.append(await journal.get(f"g{n}") is not None)
+        seen_on_return.append(await journal.get(iid(f"g{n}")) is not None)
 
     async with anyio.create_task_group() as tg:
         for n in range(50):
@@ -347,7 +687,7 @@ async def test_a_refused_write_does_not_undo_its_neighbours(journal: Journal) ->
     outcomes: dict[str, object] = {}
 
     async def intruder() -> None:
-        stored = await journal.get("mine")
+        stored = await journal.get(iid("mine"))
         assert stored is not None
         try:
             await journal.save(
@@ -367,7 +707,7 @@ async def test_a_refused_write_does_not_undo_its_neighbours(journal: Journal) ->
             tg.start_soon(neighbour, n)
     assert isinstance(outcomes["intruder"], LeaseLostError)
     assert {i.key for i in await journal.list()} >= {f"n{n}" for n in range(10)}
-    stored = await journal.get("mine")
+    stored = await journal.get(iid("mine"))
     assert stored is not None
     assert stored.status is TransferStatus.PENDING
 
@@ -545,8 +885,8 @@ async def test_sqlite_one_refused_write_keeps_a_group_from_writing_it(
     try:
         target = (await journal.claim(make_intent("target"), owner="a", lease_seconds=LEASE)).intent
         if refused == "save of a released key":
-            await journal.release("target", owner="a")
-        before = await journal.get("target")
+            await journal.release(iid("target"), owner="a")
+        before = await journal.get(iid("target"))
         odd = {
             "claim of a leased key": functools.partial(claim, "target", "b"),
             "save by another": functools.partial(save, target, "b"),
@@ -556,7 +896,7 @@ async def test_sqlite_one_refused_write_keeps_a_group_from_writing_it(
         await _held_group(
             journal, [functools.partial(claim, f"new{n}", "b") for n in range(3)] + [odd]
         )
-        after, ghost = await journal.get("target"), await journal.get("ghost")
+        after, ghost = await journal.get(iid("target")), await journal.get(iid("ghost"))
     finally:
         await journal.aclose()
 

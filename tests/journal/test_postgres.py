@@ -9,6 +9,7 @@ import pytest
 
 import xferkit
 from xferkit import JournalError, PostgresJournal, TransferStatus
+from xferkit.journal import IntentId
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan
 
 from ..postgres import drop_schema, require_postgres, unique_schema
@@ -27,7 +28,7 @@ async def test_processes_starting_at_once_migrate_the_schema_once() -> None:
         connection = await asyncpg.connect(dsn)
         versions = await connection.fetch(f"SELECT version FROM {schema}.meta")  # noqa: S608
         await connection.close()
-        assert [row["version"] for row in versions] == [1]
+        assert [row["version"] for row in versions] == [2]  # schema 2: (venue, account, key)
     finally:
         for journal in journals:
             await journal.aclose()
@@ -83,7 +84,7 @@ async def test_client_accepts_a_dsn_and_settles_exactly_once(
                     "to_account": "usdt_futures"}  # fmt: skip
             first = await c.transfer("xt", **args, key="pg-1")
             again = await c.transfer("xt", **args, key="pg-1")
-            stored = await journal.get("pg-1")
+            stored = await journal.get(IntentId("xt", xferkit.XT("k", "s").account, "pg-1"))
         assert first.status is TransferStatus.SUCCEEDED
         assert again.replayed
         assert stored is not None

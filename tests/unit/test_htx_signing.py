@@ -547,5 +547,6 @@ def test_body_is_the_same_for_equal_specs() -> None:
 
 
 def test_htx_has_no_idempotency_token() -> None:
-    """HTX has no client idempotency key, so no token is derived."""
-    assert htx().idempotency_token("k-1") is None
+    """HTX has no client idempotency key, so no token is derived (nor a legacy one)."""
+    assert htx().idempotency_token("k-1", spec().fingerprint()) is None
+    assert htx().legacy_token("k-1") is None

@@ -28,6 +28,7 @@ def intent(**overrides: object) -> Intent:
     fields: dict[str, object] = {
         "key": "k-1",
         "venue": "xt",
+        "account": "acct-a",
         "fingerprint": "fp-1",
         "params": "{}",
         "token": "biz-1",

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -134,11 +135,48 @@ async def test_transfer_request_on_the_wire(mocked: respx.MockRouter) -> None:
     verify(request)
 
     biz_id = json.loads(request.content)["bizId"]
-    assert biz_id == XT(API_KEY, SECRET).idempotency_token("rebalance-0007")
+    args = transfer_args()
+    key = args.pop("key")
+    assert biz_id == XT(API_KEY, SECRET).biz_id(key, **args)
     expected = (
         f'{{"bizId":"{biz_id}","from":"SPOT","to":"FUTURES_U","currency":"usdt","amount":"10"}}'
     )
     assert request.content == expected.encode()
+
+
+async def sent_biz_id(xt: XT, **overrides: Any) -> str:
+    """The bizId a fresh client (its own journal) with ``xt`` puts on the wire."""
+    async with respx.mock(base_url=BASE, assert_all_called=False, using="httpx") as router:
+        router.get("/v4/public/time").mock(side_effect=lambda _: time_response())
+        route = router.post("/v4/balance/transfer").mock(
+            return_value=httpx.Response(200, content=SUCCESS)
+        )
+        client = xferkit.Client(xt, journal=xferkit.MemoryJournal(), clock=StepClock())
+        async with client:
+            receipt = await client.transfer("xt", **transfer_args(**overrides))
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert route.call_count == 1
+    return str(json.loads(route.calls[0].request.content)["bizId"])
+
+
+async def test_the_bizid_on_the_wire_names_account_key_and_parameters() -> None:
+    """The same (api key, key, parameters) puts the same bizId on the wire whatever the secret
+    or the journal; another key, other parameters or another api key put another one. Each is
+    a uuid within XT's 128 characters, and none is xferkit 0.1's (api key, key) token."""
+    base = await sent_biz_id(XT(API_KEY, SECRET))
+    assert await sent_biz_id(XT(API_KEY, "another-secret")) == base
+    assert await sent_biz_id(XT(API_KEY, SECRET), currency="usdt", amount="10.000") == base
+    others = [
+        await sent_biz_id(XT(API_KEY, SECRET), key="rebalance-0008"),
+        await sent_biz_id(XT(API_KEY, SECRET), amount=Decimal("11")),
+        await sent_biz_id(XT(API_KEY, SECRET), to_account="coin_futures"),
+        await sent_biz_id(XT("another-api-key", SECRET)),
+    ]
+    assert len({base, *others}) == 1 + len(others)
+    for biz_id in (base, *others):
+        assert 1 <= len(biz_id) <= 128
+        assert str(uuid.UUID(biz_id)) == biz_id
+    assert base != XT(API_KEY, SECRET).legacy_token("rebalance-0007")
 
 
 async def test_body_amount_is_the_amount_asked_for(mocked: respx.MockRouter) -> None:

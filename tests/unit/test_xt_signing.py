@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -51,6 +52,15 @@ def spec(**overrides: object) -> TransferSpec:
     }
     fields.update(overrides)
     return xt().validate(**fields)
+
+
+TRANSFER: dict[str, object] = {
+    "currency": "usdt",
+    "amount": "10",
+    "from_account": "spot",
+    "to_account": "usdt_futures",
+}
+FP = spec().fingerprint()
 
 
 # -- the three documented vectors ---------------------------------------------------------------
@@ -244,38 +254,101 @@ def test_custom_recv_window_is_sent_and_signed() -> None:
 # -- bizId --------------------------------------------------------------------------------------
 
 
-def test_bizid_is_deterministic_for_api_key_and_key() -> None:
-    """Two XT instances with the same api key derive the same bizId for the same key."""
-    assert xt().idempotency_token("k-1") == XT(API_KEY, "other-secret").idempotency_token("k-1")
+def test_bizid_is_deterministic_for_account_key_and_params() -> None:
+    """Two XT instances with the same api key derive the same bizId for the same key and
+    parameters, whatever the secret."""
+    other = XT(API_KEY, "other-secret")
+    assert xt().idempotency_token("k-1", FP) == other.idempotency_token("k-1", FP)
+    assert xt().biz_id("k-1", **TRANSFER) == other.biz_id("k-1", **TRANSFER)
+
+
+def test_biz_id_is_the_token_of_the_validated_spec() -> None:
+    """biz_id(key, **transfer) is idempotency_token(key, validate(**transfer).fingerprint())."""
+    assert xt().biz_id("k-1", **TRANSFER) == xt().idempotency_token("k-1", FP)
+    # Parameters that validate to the same canonical spec name the same transfer.
+    same = {**TRANSFER, "currency": "USDT", "amount": Decimal("10.00")}
+    assert xt().biz_id("k-1", **same) == xt().biz_id("k-1", **TRANSFER)
 
 
 def test_bizid_differs_for_another_key() -> None:
     """A different idempotency key yields a different bizId."""
-    assert xt().idempotency_token("k-1") != xt().idempotency_token("k-2")
+    assert xt().idempotency_token("k-1", FP) != xt().idempotency_token("k-2", FP)
+    assert xt().biz_id("k-1", **TRANSFER) != xt().biz_id("k-2", **TRANSFER)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"amount": "11"},
+        {"currency": "btc"},
+        {"from_account": "usdt_futures", "to_account": "spot"},
+        {"to_account": "coin_futures"},
+        {"to_account": "margin", "symbol": "btc_usdt"},
+        {"to_account": "margin", "symbol": "eth_usdt"},
+    ],
+)
+def test_bizid_differs_for_other_params(change: dict[str, object]) -> None:
+    """The same key with other transfer parameters yields a different bizId."""
+    other = {**TRANSFER, **change}
+    assert xt().biz_id("k-1", **other) != xt().biz_id("k-1", **TRANSFER)
+    assert xt().idempotency_token("k-1", spec(**change).fingerprint()) != xt().idempotency_token(
+        "k-1", FP
+    )
 
 
 def test_bizid_differs_for_another_api_key() -> None:
-    """The same idempotency key under another api key yields a different bizId."""
-    assert xt().idempotency_token("k-1") != XT("another-key", SECRET).idempotency_token("k-1")
+    """The same idempotency key and parameters under another api key yield another bizId."""
+    other = XT("another-key", SECRET)
+    assert xt().idempotency_token("k-1", FP) != other.idempotency_token("k-1", FP)
+    assert xt().biz_id("k-1", **TRANSFER) != other.biz_id("k-1", **TRANSFER)
 
 
-def test_bizid_does_not_collide_across_the_key_boundary() -> None:
-    """("ab", "c") and ("a", "bc") as (api key, key) do not share a bizId."""
-    assert XT("ab", SECRET).idempotency_token("c") != XT("a", SECRET).idempotency_token("bc")
+def test_bizid_does_not_collide_across_a_field_boundary() -> None:
+    """No shift of characters between api key, key and parameters yields the same bizId."""
+    assert XT("ab", SECRET).idempotency_token("c", FP) != XT("a", SECRET).idempotency_token(
+        "bc", FP
+    )
+    assert xt().idempotency_token("k-1" + FP[:1], FP[1:]) != xt().idempotency_token("k-1", FP)
+    assert xt().idempotency_token("k-1", FP) != xt().idempotency_token("k-", "1" + FP)
 
 
 @given(key=st.text(min_size=1, max_size=100))
 def test_bizid_is_at_most_128_chars(key: str) -> None:
     """Every derived bizId fits XT's 128-character limit."""
-    token = xt().idempotency_token(key)
+    token = xt().idempotency_token(key, FP)
     assert 1 <= len(token) <= 128
+    legacy = xt().legacy_token(key)
+    assert 1 <= len(legacy) <= 128
 
 
 @given(keys=st.sets(st.text(min_size=1, max_size=100), min_size=2, max_size=20))
 def test_distinct_keys_give_distinct_bizids(keys: set[str]) -> None:
     """Distinct idempotency keys never share a bizId under one api key."""
-    tokens = {xt().idempotency_token(k) for k in keys}
+    tokens = {xt().idempotency_token(k, FP) for k in keys}
     assert len(tokens) == len(keys)
+
+
+@given(amounts=st.sets(st.integers(min_value=1, max_value=10**12), min_size=2, max_size=20))
+def test_distinct_params_give_distinct_bizids(amounts: set[int]) -> None:
+    """Distinct parameters under one key never share a bizId."""
+    tokens = {xt().biz_id("k-1", **{**TRANSFER, "amount": str(a)}) for a in amounts}
+    assert len(tokens) == len(amounts)
+
+
+def test_bizid_is_not_the_legacy_token() -> None:
+    """The bizId sent now is not xferkit 0.1's (api key, key) token for the same key."""
+    assert xt().idempotency_token("k-1", FP) != xt().legacy_token("k-1")
+
+
+def test_legacy_token_is_the_0_1_derivation() -> None:
+    """legacy_token is uuid5 of the 0.1 namespace over (api key, NUL, key), as 0.1 sent it:
+    the same for any secret and any parameters, another for another api key or key."""
+    namespace = uuid.UUID("5b7f1c3e-8d2a-4e6b-9f10-0c1d2e3f4a5b")
+    assert xt().legacy_token("k-1") == str(uuid.uuid5(namespace, f"{API_KEY}\x00k-1"))
+    assert xt().legacy_token("k-1") == XT(API_KEY, "other-secret").legacy_token("k-1")
+    assert xt().legacy_token("k-1") != xt().legacy_token("k-2")
+    assert xt().legacy_token("k-1") != XT("another-key", SECRET).legacy_token("k-1")
+    assert XT("ab", SECRET).legacy_token("c") != XT("a", SECRET).legacy_token("bc")
 
 
 # -- transfer_body ------------------------------------------------------------------------------

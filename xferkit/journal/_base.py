@@ -18,14 +18,18 @@ from .._exceptions import VENUE_ERROR_TYPES, JournalError, TransferRejectedError
 from .._models import TransferStatus
 
 __all__ = [
+    "LEGACY_ACCOUNT",
     "Claim",
     "Intent",
+    "IntentId",
     "Journal",
     "LeaseLostError",
+    "Settlement",
     "StoredError",
     "decide_claim",
     "decide_save",
     "from_timestamp",
+    "in_accounts",
     "intent_from_row",
     "lease_available",
     "lease_lost",
@@ -92,12 +96,65 @@ class StoredError:
 
 
 @attrs.frozen(kw_only=True)
+class Settlement:
+    """Who settled an intent by hand (`xferkit.Client.settle`, ``xferkit journal settle``),
+    when and why: the record an audit asks for when software could not tell."""
+
+    by: str
+    at: datetime
+    reason: str
+
+    def to_json(self) -> str:
+        """Serialise for a text column."""
+        return json.dumps(
+            {"by": self.by, "at": to_timestamp(self.at), "reason": self.reason}, sort_keys=True
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Settlement:
+        """Inverse of `to_json`."""
+        fields = json.loads(text)
+        at = from_timestamp(fields["at"])
+        if at is None:
+            raise JournalError(f"a settlement without a time: {text!r}")
+        return cls(by=fields["by"], at=at, reason=fields["reason"])
+
+
+LEGACY_ACCOUNT = ""
+"""The account of a row recorded before intents had accounts (journal schema 1): unknown.
+
+Such a row is never sent under credentials that cannot be shown to own it (on XT its stored
+bizId proves ownership, see `xferkit.Client`); the rest wait for an operator
+(``xferkit journal settle``).
+"""
+
+
+@attrs.frozen
+class IntentId:
+    """What identifies an intent: the same key under two accounts is two intents.
+
+    ``account`` is the venue module's non-secret fingerprint of the API key
+    (`LEGACY_ACCOUNT` for a row from before accounts were recorded).
+    """
+
+    venue: str
+    account: str
+    key: str
+
+    def text(self) -> str:
+        """One unambiguous text form (a JSON array), the journals' row id."""
+        return json.dumps([self.venue, self.account, self.key], ensure_ascii=False)
+
+
+@attrs.frozen(kw_only=True)
 class Intent:
     """One transfer as the journal keeps it.
 
     Attributes:
-        key: the idempotency key; unique in a journal.
+        key: the idempotency key; with the venue and account, unique in a journal (`id`).
         venue: the venue's name.
+        account: the non-secret fingerprint of the API key it is sent with
+            (`LEGACY_ACCOUNT` if it was recorded before accounts were).
         fingerprint: hash of the canonical parameters; a reused key must match it.
         params: the canonical parameters as JSON (``TransferSpec.canonical_json``).
         token: the venue-side idempotency token (XT ``bizId``), if the venue has one.
@@ -116,10 +173,12 @@ class Intent:
         finished_at: when it was settled, or ``None``.
         lease_owner: the worker driving it, or ``None``.
         lease_expires_at: until when that worker's lease holds.
+        settlement: who settled it by hand, when and why (``None``: the venue's answer did).
     """
 
     key: str
     venue: str
+    account: str
     fingerprint: str
     params: str
     token: str | None
@@ -136,6 +195,12 @@ class Intent:
     finished_at: datetime | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    settlement: Settlement | None = None
+
+    @property
+    def id(self) -> IntentId:
+        """This intent's identity in the journal."""
+        return IntentId(self.venue, self.account, self.key)
 
 
 @attrs.frozen(kw_only=True)
@@ -163,7 +228,7 @@ class Journal(Protocol):
         """Release connections and threads."""
 
     async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
-        """Record ``intent`` under its key unless the key exists; take the lease if free.
+        """Record ``intent`` under its id unless the id exists; take the lease if free.
 
         Durable when it returns: nothing is sent for an intent before its claim returns.
         """
@@ -175,15 +240,18 @@ class Journal(Protocol):
         Raises `LeaseLostError` if another worker owns it now.
         """
 
-    async def release(self, key: str, *, owner: str) -> None:
+    async def release(self, intent_id: IntentId, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it; the state is left as it is."""
 
-    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
+    async def claim_ledger_ref(self, intent_id: IntentId, *, owner: str, ref: str) -> bool:
         """Record that ledger row ``ref`` is this intent's, unless another intent of the same
-        venue already claimed it (or ``owner`` lost the lease). True if this call recorded it.
+        venue and account already claimed it (or ``owner`` lost the lease). True if this call
+        recorded it.
         """
 
-    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+    async def reopen(
+        self, intent_id: IntentId, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
         """Turn a ``FAILED`` intent whose key was not spent back into ``PENDING``, leased.
 
         Only an intent whose stored error is ``reusable`` (no attempt reached the venue's
@@ -191,8 +259,19 @@ class Journal(Protocol):
         reopened intent, or ``None`` if the stored intent is anything else.
         """
 
-    async def get(self, key: str) -> Intent | None:
-        """The intent stored under ``key``, if any."""
+    async def adopt(self, intent_id: IntentId, *, account: str) -> Intent | None:
+        """Give the `LEGACY_ACCOUNT` row ``intent_id`` to ``account``, atomically.
+
+        The caller has proved the row is that account's (on XT: the stored bizId). Returns the
+        row as now stored, or ``None`` if ``intent_id`` is not a legacy row or ``account`` already
+        has an intent under its key.
+        """
+
+    async def get(self, intent_id: IntentId) -> Intent | None:
+        """The intent stored under ``intent_id``, if any."""
+
+    async def find(self, key: str) -> list[Intent]:
+        """Every intent under ``key``, whatever its venue and account (for operators)."""
 
     async def prune(self, *, finished_before: datetime) -> int:
         """Delete settled (``SUCCEEDED``/``FAILED``) intents finished before the given time.
@@ -202,9 +281,14 @@ class Journal(Protocol):
         """
 
     async def list(
-        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+        self,
+        *,
+        statuses: Collection[TransferStatus] | None = None,
+        accounts: Collection[tuple[str, str]] | None = None,
+        limit: int | None = None,
     ) -> list[Intent]:
-        """Intents (oldest first), optionally only those in ``statuses``."""
+        """Intents (oldest first), optionally only those in ``statuses`` and of ``accounts``
+        (``(venue, account)`` pairs)."""
 
 
 def intent_from_row(row: Mapping[str, Any], read_time: Callable[[Any], datetime | None]) -> Intent:
@@ -215,6 +299,7 @@ def intent_from_row(row: Mapping[str, Any], read_time: Callable[[Any], datetime 
     return Intent(
         key=row["key"],
         venue=row["venue"],
+        account=row["account"],
         fingerprint=row["fingerprint"],
         params=row["params"],
         token=row["token"],
@@ -231,6 +316,7 @@ def intent_from_row(row: Mapping[str, Any], read_time: Callable[[Any], datetime 
         finished_at=read_time(row["finished_at"]),
         lease_owner=row["lease_owner"],
         lease_expires_at=read_time(row["lease_expires_at"]),
+        settlement=Settlement.from_json(row["settlement"]) if row["settlement"] else None,
     )
 
 
@@ -302,6 +388,11 @@ def with_lease(intent: Intent, *, owner: str, now: datetime, lease_seconds: floa
 def lease_lost(key: str, holder: str | None, owner: str) -> LeaseLostError:
     """The error a save by ``owner`` meets when ``holder`` (or nobody) has the lease."""
     return LeaseLostError(f"intent {key!r} is leased to {holder or 'nobody'}, not {owner}")
+
+
+def in_accounts(intent: Intent, accounts: Collection[tuple[str, str]] | None) -> bool:
+    """Whether ``intent`` belongs to one of ``accounts`` (every account when ``None``)."""
+    return accounts is None or (intent.venue, intent.account) in accounts
 
 
 def to_timestamp(value: datetime | None) -> str | None:

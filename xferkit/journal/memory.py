@@ -10,7 +10,16 @@ import attrs
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._models import TransferStatus
-from ._base import Claim, Intent, decide_claim, decide_save, reopened
+from ._base import (
+    LEGACY_ACCOUNT,
+    Claim,
+    Intent,
+    IntentId,
+    decide_claim,
+    decide_save,
+    in_accounts,
+    reopened,
+)
 
 __all__ = ["MemoryJournal"]
 
@@ -24,7 +33,7 @@ class MemoryJournal:
 
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
-        self._intents: dict[str, Intent] = {}
+        self._intents: dict[IntentId, Intent] = {}
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
@@ -39,81 +48,111 @@ class MemoryJournal:
         """Record ``intent`` unless its key exists; take the lease if free."""
         await anyio.lowlevel.checkpoint()
         claim, row = decide_claim(
-            self._intents.get(intent.key),
+            self._intents.get(intent.id),
             intent,
             owner=owner,
             now=self._now(),
             lease_seconds=lease_seconds,
         )
         if row is not None:
-            self._intents[row.key] = row
+            self._intents[row.id] = row
         return claim
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease."""
         await anyio.lowlevel.checkpoint()
-        stored = self._intents.get(intent.key)
+        stored = self._intents.get(intent.id)
         row = decide_save(stored, intent, owner=owner, now=self._now(), lease_seconds=lease_seconds)
-        self._intents[row.key] = row
+        self._intents[row.id] = row
 
-    async def release(self, key: str, *, owner: str) -> None:
+    async def release(self, intent_id: IntentId, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
         await anyio.lowlevel.checkpoint()
-        stored = self._intents.get(key)
+        stored = self._intents.get(intent_id)
         if stored is not None and stored.lease_owner == owner:
-            self._intents[key] = decide_save(
+            self._intents[intent_id] = decide_save(
                 stored, stored, owner=owner, now=self._now(), lease_seconds=None
             )
 
-    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+    async def reopen(
+        self, intent_id: IntentId, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
         """Reopen a ``FAILED`` intent whose key was not spent."""
         await anyio.lowlevel.checkpoint()
         row = reopened(
-            self._intents.get(key), owner=owner, now=self._now(), lease_seconds=lease_seconds
+            self._intents.get(intent_id), owner=owner, now=self._now(), lease_seconds=lease_seconds
         )
         if row is not None:
-            self._intents[key] = row
+            self._intents[intent_id] = row
         return row
 
-    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
-        """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
+    async def claim_ledger_ref(self, intent_id: IntentId, *, owner: str, ref: str) -> bool:
+        """Give ledger row ``ref`` to the intent unless another of its account has it."""
         await anyio.lowlevel.checkpoint()
-        stored = self._intents.get(key)
+        stored = self._intents.get(intent_id)
         if stored is None or stored.lease_owner != owner:
             return False
         if any(
-            i.venue == stored.venue and i.ledger_ref == ref and i.key != key
+            (i.venue, i.account) == (stored.venue, stored.account)
+            and i.ledger_ref == ref
+            and i.key != stored.key
             for i in self._intents.values()
         ):
             return False
-        self._intents[key] = attrs.evolve(stored, ledger_ref=ref)
+        self._intents[intent_id] = attrs.evolve(stored, ledger_ref=ref)
         return True
 
-    async def get(self, key: str) -> Intent | None:
-        """The intent under ``key``."""
+    async def adopt(self, intent_id: IntentId, *, account: str) -> Intent | None:
+        """Give a legacy row to ``account``."""
         await anyio.lowlevel.checkpoint()
-        return self._intents.get(key)
+        stored = self._intents.get(intent_id)
+        if stored is None or stored.account != LEGACY_ACCOUNT:
+            return None
+        adopted = attrs.evolve(stored, account=account)
+        if adopted.id in self._intents:
+            return None
+        del self._intents[intent_id]
+        self._intents[adopted.id] = adopted
+        return adopted
+
+    async def get(self, intent_id: IntentId) -> Intent | None:
+        """The intent under ``intent_id``."""
+        await anyio.lowlevel.checkpoint()
+        return self._intents.get(intent_id)
+
+    async def find(self, key: str) -> list[Intent]:
+        """Every intent under ``key``."""
+        await anyio.lowlevel.checkpoint()
+        return sorted(
+            (i for i in self._intents.values() if i.key == key),
+            key=lambda i: (i.created_at, i.venue, i.account),
+        )
 
     async def prune(self, *, finished_before: datetime) -> int:
         """Delete settled intents finished before ``finished_before``."""
         await anyio.lowlevel.checkpoint()
         old = [
-            key
-            for key, intent in self._intents.items()
+            intent_id
+            for intent_id, intent in self._intents.items()
             if intent.status.is_terminal
             and intent.finished_at is not None
             and intent.finished_at < finished_before
         ]
-        for key in old:
-            del self._intents[key]
+        for intent_id in old:
+            del self._intents[intent_id]
         return len(old)
 
     async def list(
-        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+        self,
+        *,
+        statuses: Collection[TransferStatus] | None = None,
+        accounts: Collection[tuple[str, str]] | None = None,
+        limit: int | None = None,
     ) -> list[Intent]:
-        """Intents oldest first, optionally filtered by status."""
+        """Intents oldest first, optionally filtered by status and account."""
         await anyio.lowlevel.checkpoint()
         rows = sorted(self._intents.values(), key=lambda i: (i.created_at, i.key))
+        rows = [i for i in rows if in_accounts(i, accounts)]
         if statuses is not None:
             rows = [i for i in rows if i.status in statuses]
         return rows[:limit] if limit is not None else rows

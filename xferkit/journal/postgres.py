@@ -24,31 +24,46 @@ import anyio
 
 from .._exceptions import JournalError
 from .._models import TransferStatus
-from ._base import Claim, Intent, LeaseLostError, intent_from_row, reopened
+from ._base import (
+    LEGACY_ACCOUNT,
+    Claim,
+    Intent,
+    IntentId,
+    LeaseLostError,
+    intent_from_row,
+    reopened,
+)
 from ._group import GroupCommit, Write
 
 __all__ = ["PostgresJournal"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _T = TypeVar("_T")
 _TERMINAL = [TransferStatus.SUCCEEDED.value, TransferStatus.FAILED.value]
 _DEADLOCK_RETRIES = 5
 _MIGRATION_LOCK = 0x78666B6A  # "xfkj": one advisory lock id for every xferkit schema migration
 
 _COLUMNS = (
-    "key, venue, fingerprint, params, token, body, status, attempts, transfer_id, error, "
+    "key, venue, account, fingerprint, params, token, body, status, attempts, transfer_id, error, "
     "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
-    "lease_owner, lease_expires_at"
+    "lease_owner, lease_expires_at, settlement"
 )
 
 
-def _schema_sql(schema: str) -> list[str]:
+def _meta_sql(schema: str) -> list[str]:
     return [
         f"CREATE SCHEMA IF NOT EXISTS {schema}",
         f"CREATE TABLE IF NOT EXISTS {schema}.meta (version integer NOT NULL)",
-        f"""CREATE TABLE IF NOT EXISTS {schema}.intents (
-            key                 text PRIMARY KEY,
+    ]
+
+
+def _schema_sql(schema: str) -> list[str]:
+    """Schema 2: an intent is identified by (venue, account, key)."""
+    return [
+        f"""CREATE TABLE {schema}.intents (
+            key                 text NOT NULL,
             venue               text NOT NULL,
+            account             text NOT NULL,
             fingerprint         text NOT NULL,
             params              text NOT NULL,
             token               text,
@@ -64,12 +79,39 @@ def _schema_sql(schema: str) -> list[str]:
             last_sent_at        timestamptz,
             finished_at         timestamptz,
             lease_owner         text,
-            lease_expires_at    timestamptz
+            lease_expires_at    timestamptz,
+            settlement          text,
+            PRIMARY KEY (venue, account, key)
         )""",
-        f"CREATE INDEX IF NOT EXISTS intents_status ON {schema}.intents (status, created_at)",
-        f"""CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref
-            ON {schema}.intents (venue, ledger_ref) WHERE ledger_ref IS NOT NULL""",
+        f"CREATE INDEX intents_status ON {schema}.intents (status, created_at)",
+        f"CREATE INDEX intents_key ON {schema}.intents (key)",
+        f"""CREATE UNIQUE INDEX intents_ledger_ref_v2
+            ON {schema}.intents (venue, account, ledger_ref) WHERE ledger_ref IS NOT NULL""",
     ]
+
+
+def _migration_from_1_sql(schema: str) -> list[str]:
+    """Schema 1 (keyed by ``key``) to 2: every row kept, its account unknown."""
+    return [
+        f"ALTER TABLE {schema}.intents ADD COLUMN account text NOT NULL DEFAULT ''",
+        f"ALTER TABLE {schema}.intents ALTER COLUMN account DROP DEFAULT",
+        f"ALTER TABLE {schema}.intents ADD COLUMN settlement text",
+        f"ALTER TABLE {schema}.intents DROP CONSTRAINT intents_pkey",
+        f"ALTER TABLE {schema}.intents ADD PRIMARY KEY (venue, account, key)",
+        f"DROP INDEX {schema}.intents_ledger_ref",
+        f"CREATE INDEX intents_key ON {schema}.intents (key)",
+        f"""CREATE UNIQUE INDEX intents_ledger_ref_v2
+            ON {schema}.intents (venue, account, ledger_ref) WHERE ledger_ref IS NOT NULL""",
+        f"UPDATE {schema}.meta SET version = 2",  # noqa: S608 - checked identifier
+    ]
+
+
+_WHERE_ID = "venue = $1 AND account = $2 AND key = $3"
+
+
+def _ident(intent_id: IntentId) -> tuple[str, str, str]:
+    """``intent_id`` as the parameters ``$1..$3`` of `_WHERE_ID`."""
+    return (intent_id.venue, intent_id.account, intent_id.key)
 
 
 def _intent(row: Any) -> Intent:
@@ -78,12 +120,12 @@ def _intent(row: Any) -> Intent:
 
 _STATE_COLUMNS = (
     "status, attempts, transfer_id, error, ledger_ref, first_sent_at, first_sent_venue_ms, "
-    "last_sent_at, finished_at, params, body"
+    "last_sent_at, finished_at, params, body, settlement"
 )
 
 
 def _state(intent: Intent) -> list[object]:
-    """The values of ``_STATE_COLUMNS``: what a save writes (``$2..$12``, key is ``$1``)."""
+    """The values of ``_STATE_COLUMNS``: what a save writes (``$4..$15``, after the id)."""
     return [
         intent.status.value,
         intent.attempts,
@@ -96,6 +138,7 @@ def _state(intent: Intent) -> list[object]:
         intent.finished_at,
         intent.params,
         intent.body,
+        intent.settlement.to_json() if intent.settlement else None,
     ]
 
 
@@ -247,16 +290,21 @@ class PostgresJournal:
         async def migrate(connection: Any) -> None:
             async with connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-                for statement in _schema_sql(self.schema):
+                for statement in _meta_sql(self.schema):
                     await connection.execute(statement)
                 version = await connection.fetchval(
                     f"SELECT max(version) FROM {self.schema}.meta"  # noqa: S608 - checked identifier
                 )
                 if version is None:
+                    for statement in _schema_sql(self.schema):
+                        await connection.execute(statement)
                     await connection.execute(
                         f"INSERT INTO {self.schema}.meta (version) VALUES ($1)",  # noqa: S608
                         SCHEMA_VERSION,
                     )
+                elif version == 1:
+                    for statement in _migration_from_1_sql(self.schema):
+                        await connection.execute(statement)
                 elif version > SCHEMA_VERSION:
                     raise JournalError(
                         f"journal schema {self.schema} has version {version}; this xferkit "
@@ -284,21 +332,21 @@ class PostgresJournal:
     # -- the contract -----------------------------------------------------------------------
 
     async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
-        """Insert the intent unless its key exists; else take a free or expired lease."""
+        """Insert the intent unless its id exists; else take a free or expired lease."""
         table = self._table
+        ident = (intent.venue, intent.account, intent.key)
 
         async def claim(connection: Any) -> Claim:
             # Inside the group's transaction (`_commit_batch`): the read, lock and update below
             # are atomic with the insert, with no savepoint of their own.
             # Every field as given: on XT the claim also records the first attempt.
             row = await connection.fetchrow(
-                f"""INSERT INTO {table} (key, venue, fingerprint, token, created_at,
+                f"""INSERT INTO {table} (venue, account, key, fingerprint, token, created_at,
                     {_STATE_COLUMNS}, lease_owner, lease_expires_at) VALUES (
                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17, now() + make_interval(secs => $18))
-                ON CONFLICT (key) DO NOTHING RETURNING {_COLUMNS}""",  # noqa: S608
-                intent.key,
-                intent.venue,
+                    $17, $18, $19, now() + make_interval(secs => $20))
+                ON CONFLICT (venue, account, key) DO NOTHING RETURNING {_COLUMNS}""",  # noqa: S608
+                *ident,
                 intent.fingerprint,
                 intent.token,
                 intent.created_at,
@@ -311,30 +359,30 @@ class PostgresJournal:
             # Someone else's key, or ours from before. Lock it only if nobody else holds
             # the row lock right now (SKIP LOCKED): whoever does is taking it over.
             row = await connection.fetchrow(
-                f"""SELECT {_COLUMNS} FROM {table} WHERE key = $1
-                    AND status <> ALL($2::text[])
+                f"""SELECT {_COLUMNS} FROM {table} WHERE {_WHERE_ID}
+                    AND status <> ALL($4::text[])
                     AND (lease_expires_at IS NULL OR lease_expires_at <= now())
                     FOR UPDATE SKIP LOCKED""",  # noqa: S608
-                intent.key,
+                *ident,
                 _TERMINAL,
             )
             if row is not None:
                 row = await connection.fetchrow(
-                    f"""UPDATE {table} SET lease_owner = $2,
-                        lease_expires_at = now() + make_interval(secs => $3)
-                        WHERE key = $1 RETURNING {_COLUMNS}""",  # noqa: S608
-                    intent.key,
+                    f"""UPDATE {table} SET lease_owner = $4,
+                        lease_expires_at = now() + make_interval(secs => $5)
+                        WHERE {_WHERE_ID} RETURNING {_COLUMNS}""",  # noqa: S608
+                    *ident,
                     owner,
                     lease_seconds,
                 )
                 return Claim(intent=_intent(row), created=False, owned=True)
             row = await connection.fetchrow(
-                f"SELECT {_COLUMNS} FROM {table} WHERE key = $1",  # noqa: S608
-                intent.key,
+                f"SELECT {_COLUMNS} FROM {table} WHERE {_WHERE_ID}",  # noqa: S608
+                *ident,
             )
             return Claim(intent=_intent(row), created=False, owned=False)
 
-        return await self._write(claim, key=intent.key)
+        return await self._write(claim, key=intent.id.text())
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease; extend or release the lease."""
@@ -343,13 +391,16 @@ class PostgresJournal:
 
         async def save(connection: Any) -> None:
             updated = await connection.fetchval(
-                f"""UPDATE {table} SET status = $2, attempts = $3, transfer_id = $4, error = $5,
-                    ledger_ref = $6, first_sent_at = $7, first_sent_venue_ms = $8,
-                    last_sent_at = $9, finished_at = $10, params = $11, body = $12,
-                    lease_owner = CASE WHEN $14 THEN NULL ELSE lease_owner END,
-                    lease_expires_at = CASE WHEN $14 THEN NULL
-                        ELSE now() + make_interval(secs => $15) END
-                    WHERE key = $1 AND lease_owner = $13 RETURNING 1""",  # noqa: S608
+                f"""UPDATE {table} SET status = $4, attempts = $5, transfer_id = $6, error = $7,
+                    ledger_ref = $8, first_sent_at = $9, first_sent_venue_ms = $10,
+                    last_sent_at = $11, finished_at = $12, params = $13, body = $14,
+                    settlement = $15,
+                    lease_owner = CASE WHEN $17 THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN $17 THEN NULL
+                        ELSE now() + make_interval(secs => $18) END
+                    WHERE {_WHERE_ID} AND lease_owner = $16 RETURNING 1""",  # noqa: S608
+                intent.venue,
+                intent.account,
                 intent.key,
                 *_state(intent),
                 owner,
@@ -359,28 +410,31 @@ class PostgresJournal:
             if updated is None:
                 raise LeaseLostError(f"intent {intent.key!r} is no longer leased to {owner}")
 
-        await self._write(save, key=intent.key)
+        await self._write(save, key=intent.id.text())
 
-    async def release(self, key: str, *, owner: str) -> None:
+    async def release(self, intent_id: IntentId, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
         await self._write(
             lambda c: c.execute(
                 f"""UPDATE {self._table} SET lease_owner = NULL, lease_expires_at = NULL
-                    WHERE key = $1 AND lease_owner = $2""",  # noqa: S608
-                key,
+                    WHERE {_WHERE_ID} AND lease_owner = $4""",  # noqa: S608
+                *_ident(intent_id),
                 owner,
             ),
-            key=key,
+            key=intent_id.text(),
         )
 
-    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+    async def reopen(
+        self, intent_id: IntentId, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
         """Reopen a ``FAILED`` intent whose key was not spent; atomic under the row lock."""
         table = self._table
+        ident = _ident(intent_id)
 
         async def reopen(connection: Any) -> Intent | None:
             row = await connection.fetchrow(
-                f"SELECT {_COLUMNS} FROM {table} WHERE key = $1 FOR UPDATE",  # noqa: S608
-                key,
+                f"SELECT {_COLUMNS} FROM {table} WHERE {_WHERE_ID} FOR UPDATE",  # noqa: S608
+                *ident,
             )
             stored = _intent(row) if row is not None else None
             # The lease is judged by the database's clock, as every lease here.
@@ -389,20 +443,20 @@ class PostgresJournal:
             if new is None:
                 return None
             row = await connection.fetchrow(
-                f"""UPDATE {table} SET status = $2, finished_at = NULL, lease_owner = $3,
-                    lease_expires_at = now() + make_interval(secs => $4)
-                    WHERE key = $1 RETURNING {_COLUMNS}""",  # noqa: S608
-                key,
+                f"""UPDATE {table} SET status = $4, finished_at = NULL, lease_owner = $5,
+                    lease_expires_at = now() + make_interval(secs => $6)
+                    WHERE {_WHERE_ID} RETURNING {_COLUMNS}""",  # noqa: S608
+                *ident,
                 new.status.value,
                 owner,
                 lease_seconds,
             )
             return _intent(row)
 
-        return await self._write(reopen, key=key)
+        return await self._write(reopen, key=intent_id.text())
 
-    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
-        """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
+    async def claim_ledger_ref(self, intent_id: IntentId, *, owner: str, ref: str) -> bool:
+        """Give ledger row ``ref`` to the intent unless another of its account has it."""
         import asyncpg  # noqa: PLC0415
 
         async def claim(connection: Any) -> bool:
@@ -411,27 +465,60 @@ class PostgresJournal:
                 # which here is a whole group commit.
                 async with connection.transaction():
                     updated = await connection.fetchval(
-                        f"""UPDATE {self._table} SET ledger_ref = $3
-                            WHERE key = $1 AND lease_owner = $2 RETURNING 1""",  # noqa: S608
-                        key,
+                        f"""UPDATE {self._table} SET ledger_ref = $5
+                            WHERE {_WHERE_ID} AND lease_owner = $4 RETURNING 1""",  # noqa: S608
+                        *_ident(intent_id),
                         owner,
                         ref,
                     )
             except asyncpg.UniqueViolationError:
-                return False  # another intent of this venue claimed the row
+                return False  # another intent of this account claimed the row
             return updated is not None
 
-        return await self._write(claim, key=key)
+        return await self._write(claim, key=intent_id.text())
 
-    async def get(self, key: str) -> Intent | None:
-        """The intent under ``key``."""
+    async def adopt(self, intent_id: IntentId, *, account: str) -> Intent | None:
+        """Give a legacy row to ``account``."""
+        import asyncpg  # noqa: PLC0415
+
+        if intent_id.account != LEGACY_ACCOUNT:
+            return None
+
+        async def adopt(connection: Any) -> Intent | None:
+            try:
+                async with connection.transaction():  # a savepoint, as in claim_ledger_ref
+                    row = await connection.fetchrow(
+                        f"""UPDATE {self._table} SET account = $4
+                            WHERE {_WHERE_ID} RETURNING {_COLUMNS}""",  # noqa: S608
+                        *_ident(intent_id),
+                        account,
+                    )
+            except asyncpg.UniqueViolationError:
+                return None  # the account has an intent under this key already
+            return _intent(row) if row is not None else None
+
+        return await self._write(adopt, key=intent_id.text())
+
+    async def get(self, intent_id: IntentId) -> Intent | None:
+        """The intent under ``intent_id``."""
         row = await self._run(
             lambda c: c.fetchrow(
-                f"SELECT {_COLUMNS} FROM {self._table} WHERE key = $1",  # noqa: S608
-                key,
+                f"SELECT {_COLUMNS} FROM {self._table} WHERE {_WHERE_ID}",  # noqa: S608
+                *_ident(intent_id),
             )
         )
         return _intent(row) if row is not None else None
+
+    async def find(self, key: str) -> list[Intent]:
+        """Every intent under ``key``."""
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"""SELECT {_COLUMNS} FROM {self._table} WHERE key = $1
+                    ORDER BY created_at, venue, account""",  # noqa: S608
+                key,
+            )
+        )
+        return [_intent(row) for row in rows]
 
     async def prune(self, *, finished_before: datetime) -> int:
         """Delete settled intents finished before ``finished_before``."""
@@ -447,16 +534,26 @@ class PostgresJournal:
         return int(deleted)
 
     async def list(
-        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+        self,
+        *,
+        statuses: Collection[TransferStatus] | None = None,
+        accounts: Collection[tuple[str, str]] | None = None,
+        limit: int | None = None,
     ) -> list[Intent]:
-        """Intents oldest first, optionally filtered by status."""
+        """Intents oldest first, optionally filtered by status and account."""
         wanted = None if statuses is None else [s.value for s in statuses]
+        venues = None if accounts is None else [venue for venue, _ in accounts]
+        owners = None if accounts is None else [account for _, account in accounts]
         rows = await self._run(
             lambda c: c.fetch(
                 f"""SELECT {_COLUMNS} FROM {self._table}
-                    WHERE $1::text[] IS NULL OR status = ANY($1::text[])
-                    ORDER BY created_at, key LIMIT $2""",  # noqa: S608
+                    WHERE ($1::text[] IS NULL OR status = ANY($1::text[]))
+                    AND ($2::text[] IS NULL OR (venue, account) IN
+                        (SELECT * FROM unnest($2::text[], $3::text[])))
+                    ORDER BY created_at, key LIMIT $4""",  # noqa: S608
                 wanted,
+                venues,
+                owners,
                 limit,
             )
         )

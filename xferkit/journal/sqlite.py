@@ -27,8 +27,10 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._exceptions import JournalError
 from .._models import TransferStatus
 from ._base import (
+    LEGACY_ACCOUNT,
     Claim,
     Intent,
+    IntentId,
     decide_claim,
     from_timestamp,
     intent_from_row,
@@ -42,13 +44,18 @@ from ._group import GroupCommit, Write
 __all__ = ["DEFAULT_JOURNAL_PATH", "SqliteJournal"]
 
 DEFAULT_JOURNAL_PATH = Path("~/.xferkit/journal.sqlite3")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _T = TypeVar("_T")
 
+# Schema 2: an intent is identified by (venue, account, key), stored as `IntentId.text` in
+# ``id``. Schema 1 was keyed by ``key`` alone; `_migrate_from_1` keeps its rows, with the
+# account unknown (`LEGACY_ACCOUNT`).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
-    key              TEXT PRIMARY KEY,
+    id               TEXT PRIMARY KEY,
+    key              TEXT NOT NULL,
     venue            TEXT NOT NULL,
+    account          TEXT NOT NULL,
     fingerprint      TEXT NOT NULL,
     params           TEXT NOT NULL,
     token            TEXT,
@@ -64,29 +71,34 @@ CREATE TABLE IF NOT EXISTS intents (
     last_sent_at     TEXT,
     finished_at      TEXT,
     lease_owner      TEXT,
-    lease_expires_at TEXT
+    lease_expires_at TEXT,
+    settlement       TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_status ON intents (status, created_at);
-CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref ON intents (venue, ledger_ref)
+CREATE INDEX IF NOT EXISTS intents_key ON intents (key);
+CREATE INDEX IF NOT EXISTS intents_account ON intents (venue, account, status);
+CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref ON intents (venue, account, ledger_ref)
     WHERE ledger_ref IS NOT NULL;
 """
 
-_COLUMNS = (
+_V1_COLUMNS = (
     "key, venue, fingerprint, params, token, body, status, attempts, transfer_id, error, "
     "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
     "lease_owner, lease_expires_at"
 )
-_UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
-# A save writes every column but the key, and only while the saver holds the lease.
+_COLUMNS = f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement"
+_WIDTH = len(_COLUMNS.split(", "))
+_UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * _WIDTH)})"  # noqa: S608
+# A save writes every column but the id, and only while the saver holds the lease.
 _SAVE = (
     "UPDATE intents SET "  # noqa: S608
     + ", ".join(f"{name} = ?" for name in _COLUMNS.split(", ")[1:])
-    + " WHERE key = ? AND lease_owner = ?"
+    + " WHERE id = ? AND lease_owner = ?"
 )
-_SELECT = f"SELECT {_COLUMNS} FROM intents WHERE key = ?"  # noqa: S608
-_HOLDER = "SELECT lease_owner FROM intents WHERE key = ?"
+_SELECT = f"SELECT {_COLUMNS} FROM intents WHERE id = ?"  # noqa: S608
+_HOLDER = "SELECT lease_owner FROM intents WHERE id = ?"
 # A batch's claims and saves are written by one statement (`_write_group`). Each row of its
-# VALUES is an intent's columns (key first, as `_row`), then the writer (the lease owner), then
+# VALUES is an intent's columns (id first, as `_row`), then the writer (the lease owner), then
 # 0 for a claim or 1 for a save.
 _COLUMN_NAMES = _COLUMNS.split(", ")
 _GROUP_WIDTH = len(_COLUMN_NAMES) + 2
@@ -95,9 +107,9 @@ _KEY, _WRITER, _IS_SAVE = "v.column1", f"v.column{_GROUP_WIDTH - 1}", f"v.column
 # A claim of a stored key, or a save whose writer does not hold the lease: such a row's status
 # becomes NULL, which the NOT NULL constraint refuses, failing the whole statement.
 _REFUSED = (
-    f"(NOT {_IS_SAVE} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.key = {_KEY}))"  # noqa: S608
+    f"(NOT {_IS_SAVE} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"  # noqa: S608
     f" OR ({_IS_SAVE} AND NOT EXISTS"
-    f" (SELECT 1 FROM intents AS i WHERE i.key = {_KEY} AND i.lease_owner = {_WRITER}))"
+    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND i.lease_owner = {_WRITER}))"
 )
 _WRITE_GROUP = (
     f"INSERT INTO intents ({_COLUMNS}) SELECT "  # noqa: S608 - no value is formatted in
@@ -108,7 +120,7 @@ _WRITE_GROUP = (
         for n, name in enumerate(_COLUMN_NAMES, 1)
     )
     # "WHERE true": without a WHERE, SQLite's parser would read ON CONFLICT as a join clause.
-    + " FROM (VALUES {values}) AS v WHERE true ON CONFLICT (key) DO UPDATE SET "
+    + " FROM (VALUES {values}) AS v WHERE true ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMN_NAMES[1:])
 )
 # ON CONFLICT ... DO UPDATE arrived in SQLite 3.24 (2018); with an older library every write
@@ -118,8 +130,10 @@ _CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
 
 def _row(intent: Intent) -> tuple[object, ...]:
     return (
+        intent.id.text(),
         intent.key,
         intent.venue,
+        intent.account,
         intent.fingerprint,
         intent.params,
         intent.token,
@@ -136,6 +150,7 @@ def _row(intent: Intent) -> tuple[object, ...]:
         to_timestamp(intent.finished_at),
         intent.lease_owner,
         to_timestamp(intent.lease_expires_at),
+        intent.settlement.to_json() if intent.settlement else None,
     )
 
 
@@ -143,9 +158,44 @@ def _intent(row: sqlite3.Row) -> Intent:
     return intent_from_row(row, from_timestamp)  # type: ignore[arg-type] # Row is a Mapping
 
 
-def _select(db: sqlite3.Connection, key: str) -> Intent | None:
-    row = db.execute(_SELECT, (key,)).fetchone()
+def _select(db: sqlite3.Connection, row_id: str) -> Intent | None:
+    row = db.execute(_SELECT, (row_id,)).fetchone()
     return _intent(row) if row is not None else None
+
+
+def _migrate_from_1(db: sqlite3.Connection) -> None:
+    """Schema 1 (keyed by ``key``) to 2: every row kept, its account unknown.
+
+    Row by row in Python, not in SQL: the id must be exactly `IntentId.text`'s JSON.
+    """
+    db.execute("ALTER TABLE intents RENAME TO intents_v1")
+    db.execute("DROP INDEX IF EXISTS intents_status")
+    db.execute("DROP INDEX IF EXISTS intents_ledger_ref")
+    _create_schema(db)
+    legacy = IntentId.text
+    db.executemany(
+        f"INSERT INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * _WIDTH)})",  # noqa: S608
+        (
+            (
+                legacy(IntentId(row[1], LEGACY_ACCOUNT, row[0])),
+                row[0],
+                row[1],
+                LEGACY_ACCOUNT,
+                *row[2:],
+                None,  # no settlement
+            )
+            for row in db.execute(f"SELECT {_V1_COLUMNS} FROM intents_v1")  # noqa: S608
+        ),
+    )
+    db.execute("DROP TABLE intents_v1")
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    # One statement at a time: executescript() would COMMIT and drop the lock that keeps two
+    # processes from migrating at once.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 @attrs.define
@@ -170,7 +220,7 @@ class _ClaimWrite:
         self.new = (result, _row(row))
 
     def __call__(self, db: sqlite3.Connection) -> Claim:
-        stored = _select(db, self.intent.key)
+        stored = _select(db, self.row_id)
         if stored is None:
             result, row = self.new
             db.execute(_UPSERT, row)
@@ -186,6 +236,11 @@ class _ClaimWrite:
         )
 
     @property
+    def row_id(self) -> str:
+        """The intent's id (`IntentId.text`)."""
+        return self.intent.id.text()
+
+    @property
     def group_row(self) -> tuple[object, ...]:
         """This claim as a row of `_WRITE_GROUP`'s VALUES."""
         return (*self.new[1], self.owner, 0)
@@ -193,8 +248,9 @@ class _ClaimWrite:
 
 @attrs.define
 class _SaveWrite:
-    """A save: every column but the key, written only while ``owner`` holds the lease."""
+    """A save: every column but the id, written only while ``owner`` holds the lease."""
 
+    row_id: str
     key: str
     owner: str
     row: tuple[object, ...]
@@ -206,8 +262,8 @@ class _SaveWrite:
 
     def __call__(self, db: sqlite3.Connection) -> None:
         # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
-        if db.execute(_SAVE, (*self.row[1:], self.key, self.owner)).rowcount != 1:
-            holder = db.execute(_HOLDER, (self.key,)).fetchone()
+        if db.execute(_SAVE, (*self.row[1:], self.row_id, self.owner)).rowcount != 1:
+            holder = db.execute(_HOLDER, (self.row_id,)).fetchone()
             raise lease_lost(self.key, None if holder is None else holder[0], self.owner)
 
 
@@ -403,11 +459,9 @@ class SqliteJournal:
                         f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
                     )
                 if version == 0:
-                    # One statement at a time: executescript() would COMMIT and drop the lock
-                    # that keeps two processes from migrating at once.
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            db.execute(statement)
+                    _create_schema(db)
+                elif version == 1:
+                    _migrate_from_1(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
                 self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
@@ -429,58 +483,89 @@ class SqliteJournal:
     # -- the contract -----------------------------------------------------------------------
 
     async def claim(self, intent: Intent, *, owner: str, lease_seconds: float) -> Claim:
-        """Record ``intent`` unless its key exists; take the lease if free. Durable on return."""
+        """Record ``intent`` unless its id exists; take the lease if free. Durable on return."""
         write = _ClaimWrite(intent, owner, self._now(), lease_seconds)
-        return await self._write(write, key=intent.key)
+        return await self._write(write, key=write.row_id)
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease. Durable on return."""
         row = _row(with_lease(intent, owner=owner, now=self._now(), lease_seconds=lease_seconds))
-        await self._write(_SaveWrite(intent.key, owner, row), key=intent.key)
+        row_id = intent.id.text()
+        await self._write(_SaveWrite(row_id, intent.key, owner, row), key=row_id)
 
-    async def release(self, key: str, *, owner: str) -> None:
+    async def release(self, intent_id: IntentId, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
+        row_id = intent_id.text()
 
         def release(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE intents SET lease_owner = NULL, lease_expires_at = NULL "
-                "WHERE key = ? AND lease_owner = ?",
-                (key, owner),
+                "WHERE id = ? AND lease_owner = ?",
+                (row_id, owner),
             )
 
-        await self._write(release, key=key)
+        await self._write(release, key=row_id)
 
-    async def reopen(self, key: str, *, owner: str, lease_seconds: float) -> Intent | None:
+    async def reopen(
+        self, intent_id: IntentId, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
         """Reopen a ``FAILED`` intent whose key was not spent. Durable on return."""
-        now = self._now()
+        now, row_id = self._now(), intent_id.text()
 
         def reopen(db: sqlite3.Connection) -> Intent | None:
             # Read and write in one write transaction: nobody can reopen it in between.
-            row = reopened(_select(db, key), owner=owner, now=now, lease_seconds=lease_seconds)
+            row = reopened(_select(db, row_id), owner=owner, now=now, lease_seconds=lease_seconds)
             if row is not None:
                 db.execute(_UPSERT, _row(row))
             return row
 
-        return await self._write(reopen, key=key)
+        return await self._write(reopen, key=row_id)
 
-    async def claim_ledger_ref(self, key: str, *, owner: str, ref: str) -> bool:
-        """Give ledger row ``ref`` to ``key`` unless another intent of its venue has it."""
+    async def claim_ledger_ref(self, intent_id: IntentId, *, owner: str, ref: str) -> bool:
+        """Give ledger row ``ref`` to the intent unless another of its account has it."""
+        row_id = intent_id.text()
 
         def claim(db: sqlite3.Connection) -> bool:
             try:
                 cursor = db.execute(
-                    "UPDATE intents SET ledger_ref = ? WHERE key = ? AND lease_owner = ?",
-                    (ref, key, owner),
+                    "UPDATE intents SET ledger_ref = ? WHERE id = ? AND lease_owner = ?",
+                    (ref, row_id, owner),
                 )
             except sqlite3.IntegrityError:
-                return False  # the unique (venue, ledger_ref) index: another intent has it
+                return False  # the unique (venue, account, ledger_ref) index: another has it
             return cursor.rowcount == 1
 
-        return await self._write(claim, key=key)
+        return await self._write(claim, key=row_id)
 
-    async def get(self, key: str) -> Intent | None:
-        """The intent under ``key``."""
-        return await self._run(lambda db: _select(db, key))
+    async def adopt(self, intent_id: IntentId, *, account: str) -> Intent | None:
+        """Give a legacy row to ``account``. Durable on return."""
+        row_id = intent_id.text()
+
+        def adopt(db: sqlite3.Connection) -> Intent | None:
+            stored = _select(db, row_id)
+            if stored is None or stored.account != LEGACY_ACCOUNT:
+                return None
+            adopted = attrs.evolve(stored, account=account)
+            try:
+                db.execute(
+                    "UPDATE intents SET id = ?, account = ? WHERE id = ?",
+                    (adopted.id.text(), account, row_id),
+                )
+            except sqlite3.IntegrityError:
+                return None  # the account has an intent under this key already
+            return adopted
+
+        return await self._write(adopt, key=row_id)
+
+    async def get(self, intent_id: IntentId) -> Intent | None:
+        """The intent under ``intent_id``."""
+        row_id = intent_id.text()
+        return await self._run(lambda db: _select(db, row_id))
+
+    async def find(self, key: str) -> list[Intent]:
+        """Every intent under ``key``."""
+        sql = f"SELECT {_COLUMNS} FROM intents WHERE key = ? ORDER BY created_at, id"  # noqa: S608
+        return await self._run(lambda db: [_intent(r) for r in db.execute(sql, (key,))])
 
     async def prune(self, *, finished_before: datetime) -> int:
         """Delete settled intents finished before ``finished_before``."""
@@ -496,15 +581,25 @@ class SqliteJournal:
         return await self._write(prune, key="")
 
     async def list(
-        self, *, statuses: Collection[TransferStatus] | None = None, limit: int | None = None
+        self,
+        *,
+        statuses: Collection[TransferStatus] | None = None,
+        accounts: Collection[tuple[str, str]] | None = None,
+        limit: int | None = None,
     ) -> list[Intent]:
-        """Intents oldest first, optionally filtered by status."""
-        sql = f"SELECT {_COLUMNS} FROM intents"  # noqa: S608
+        """Intents oldest first, optionally filtered by status and account."""
+        sql = f"SELECT {_COLUMNS} FROM intents WHERE true"  # noqa: S608
         args: list[object] = []
         if statuses is not None:
             wanted = [s.value for s in statuses]
-            sql += f" WHERE status IN ({', '.join('?' * len(wanted))})"
+            sql += f" AND status IN ({', '.join('?' * len(wanted))})"
             args.extend(wanted)
+        if accounts is not None:
+            pairs = list(accounts)
+            if not pairs:
+                return []
+            sql += " AND (" + " OR ".join(["(venue = ? AND account = ?)"] * len(pairs)) + ")"
+            args.extend(part for pair in pairs for part in pair)
         sql += " ORDER BY created_at, key"
         if limit is not None:
             sql += " LIMIT ?"

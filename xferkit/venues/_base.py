@@ -28,6 +28,7 @@ __all__ = [
     "LedgerVenue",
     "TransferSpec",
     "Venue",
+    "account_fingerprint",
     "compact_json",
     "env_credential",
     "fingerprint",
@@ -106,6 +107,15 @@ def fingerprint(canonical_json: str) -> str:
     return hashlib.sha256(canonical_json.encode()).hexdigest()
 
 
+def account_fingerprint(venue: str, api_key: str) -> str:
+    """A non-secret name for the account an API key acts for: what a journal row belongs to.
+
+    A hash, so neither the journal nor `journal ls` holds the key; 20 hex digits (80 bits)
+    keep two keys of one user apart with room to spare.
+    """
+    return hashlib.sha256(f"xferkit-account\x00{venue}\x00{api_key}".encode()).hexdigest()[:20]
+
+
 @attrs.frozen(kw_only=True)
 class TransferSpec:
     """A validated transfer in canonical form: what the fingerprint and the journal hold.
@@ -182,8 +192,17 @@ class Venue(Protocol):
     ) -> TransferSpec:
         """Check the venue-specific rules and return the canonical spec (no I/O)."""
 
-    def idempotency_token(self, key: str) -> str | None:
-        """The server-side de-duplication key derived from the caller's key, if any."""
+    @property
+    def account(self) -> str:
+        """The non-secret fingerprint of this API key (`account_fingerprint`)."""
+
+    def idempotency_token(self, key: str, params_fingerprint: str) -> str | None:
+        """The server-side de-duplication key for this transfer (account, key, parameters),
+        if the venue has one."""
+
+    def legacy_token(self, key: str) -> str | None:
+        """The token xferkit 0.1 derived for ``key`` with this API key, if the venue has one:
+        it proves a journal row from then (account unknown) is this API key's."""
 
     def transfer_body(self, spec: TransferSpec, token: str | None) -> str:
         """Serialise the transfer body once; every attempt sends exactly these bytes."""

@@ -31,12 +31,20 @@ from .._exceptions import (
 )
 from .._http import HttpRequest, HttpResponse
 from .._outcomes import Ambiguous, NotProcessed, Outcome, Rejected, Succeeded
-from .._validation import amount_text, normalize_amount, normalize_currency
+from .._validation import (
+    amount_text,
+    base_url_field,
+    check_credential,
+    credential_field,
+    normalize_amount,
+    normalize_currency,
+)
 from ._base import (
     AmbiguityPolicy,
     LedgerPage,
     LedgerRow,
     TransferSpec,
+    account_fingerprint,
     compact_json,
     env_credential,
     http_triage,
@@ -209,10 +217,13 @@ class HTX:
     name = "htx"
     ambiguity_policy = AmbiguityPolicy.RECONCILE
 
-    access_key: str
-    secret: str = attrs.field(repr=False)
+    access_key: str = attrs.field(validator=credential_field)
+    secret: str = attrs.field(repr=False, validator=credential_field)
     base_url: str = attrs.field(
-        default=DEFAULT_HTX_BASE_URL, kw_only=True, converter=strip_base_url
+        default=DEFAULT_HTX_BASE_URL,
+        kw_only=True,
+        converter=strip_base_url,
+        validator=base_url_field,
     )
     rate_limit: float = attrs.field(default=1.0, kw_only=True, validator=_check_positive)
     settle_seconds: float = attrs.field(default=10.0, kw_only=True, validator=_check_margin)
@@ -222,11 +233,12 @@ class HTX:
     def from_env(cls, *, base_url: str | None = None) -> HTX:
         """Read ``XFERKIT_HTX_ACCESS_KEY``, ``XFERKIT_HTX_SECRET`` and ``XFERKIT_HTX_BASE_URL``."""
         url = base_url or os.environ.get("XFERKIT_HTX_BASE_URL") or DEFAULT_HTX_BASE_URL
-        return cls(
-            env_credential("XFERKIT_HTX_ACCESS_KEY"),
-            env_credential("XFERKIT_HTX_SECRET"),
-            base_url=url,
+        # Checked here too, so a bad value is named by its variable, not by the field.
+        key, secret = (
+            check_credential(env_credential(name), name)
+            for name in ("XFERKIT_HTX_ACCESS_KEY", "XFERKIT_HTX_SECRET")
         )
+        return cls(key, secret, base_url=url)
 
     # -- validation ------------------------------------------------------------------------
 
@@ -277,8 +289,18 @@ class HTX:
 
     # -- the request -----------------------------------------------------------------------
 
-    def idempotency_token(self, key: str) -> str | None:
+    @property
+    def account(self) -> str:
+        """The non-secret fingerprint of the access key: whose journal rows are whose."""
+        return account_fingerprint(self.name, self.access_key)
+
+    def idempotency_token(self, key: str, params_fingerprint: str) -> str | None:
         """HTX has no server-side idempotency key: always ``None``."""
+        del key, params_fingerprint
+        return None
+
+    def legacy_token(self, key: str) -> str | None:
+        """HTX has no token: nothing proves whose a journal row from xferkit 0.1 is."""
         del key
         return None
 

@@ -26,10 +26,18 @@ from .._exceptions import (
 )
 from .._http import HttpRequest, HttpResponse
 from .._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
-from .._validation import amount_text, normalize_amount, normalize_currency
+from .._validation import (
+    amount_text,
+    base_url_field,
+    check_credential,
+    credential_field,
+    normalize_amount,
+    normalize_currency,
+)
 from ._base import (
     AmbiguityPolicy,
     TransferSpec,
+    account_fingerprint,
     compact_json,
     env_credential,
     http_triage,
@@ -53,8 +61,10 @@ ACCOUNTS: Mapping[str, str] = {
 }
 _SYMBOL = re.compile(r"[a-z0-9]+_[a-z0-9]+")
 
-# A fixed namespace so bizIds stay the same across versions, processes and lost journals.
-_BIZID_NAMESPACE = uuid.UUID("5b7f1c3e-8d2a-4e6b-9f10-0c1d2e3f4a5b")
+# Fixed namespaces so bizIds stay the same across versions, processes and lost journals.
+# The first named (api key, key) alone (xferkit 0.1); stored intents keep such bizIds.
+_LEGACY_BIZID_NAMESPACE = uuid.UUID("5b7f1c3e-8d2a-4e6b-9f10-0c1d2e3f4a5b")
+_BIZID_NAMESPACE = uuid.UUID("0b6f3d2a-7c41-5e98-a1b2-3c4d5e6f7a8b")
 
 
 def sign(
@@ -160,9 +170,14 @@ class XT:
     name = "xt"
     ambiguity_policy = AmbiguityPolicy.RESEND
 
-    api_key: str
-    secret: str = attrs.field(repr=False)
-    base_url: str = attrs.field(default=DEFAULT_XT_BASE_URL, kw_only=True, converter=strip_base_url)
+    api_key: str = attrs.field(validator=credential_field)
+    secret: str = attrs.field(repr=False, validator=credential_field)
+    base_url: str = attrs.field(
+        default=DEFAULT_XT_BASE_URL,
+        kw_only=True,
+        converter=strip_base_url,
+        validator=base_url_field,
+    )
     recv_window_ms: int = attrs.field(default=5000, kw_only=True, validator=_check_recv_window)
     rate_limit: float = attrs.field(default=10.0, kw_only=True, validator=_check_rate)
 
@@ -170,9 +185,12 @@ class XT:
     def from_env(cls, *, base_url: str | None = None) -> XT:
         """Read ``XFERKIT_XT_API_KEY`` and ``XFERKIT_XT_SECRET`` (and ``XFERKIT_XT_BASE_URL``)."""
         url = base_url or os.environ.get("XFERKIT_XT_BASE_URL") or DEFAULT_XT_BASE_URL
-        return cls(
-            env_credential("XFERKIT_XT_API_KEY"), env_credential("XFERKIT_XT_SECRET"), base_url=url
+        # Checked here too, so a bad value is named by its variable, not by the field.
+        key, secret = (
+            check_credential(env_credential(name), name)
+            for name in ("XFERKIT_XT_API_KEY", "XFERKIT_XT_SECRET")
         )
+        return cls(key, secret, base_url=url)
 
     # -- validation ------------------------------------------------------------------------
 
@@ -217,9 +235,46 @@ class XT:
 
     # -- the request -----------------------------------------------------------------------
 
-    def idempotency_token(self, key: str) -> str:
-        """Derive ``bizId`` from (api key, key): the same key always yields the same bizId."""
-        return str(uuid.uuid5(_BIZID_NAMESPACE, f"{self.api_key}\x00{key}"))
+    @property
+    def account(self) -> str:
+        """The non-secret fingerprint of the API key: whose journal rows are whose."""
+        return account_fingerprint(self.name, self.api_key)
+
+    def idempotency_token(self, key: str, params_fingerprint: str) -> str:
+        """Derive ``bizId`` from (account, key, canonical parameters).
+
+        So XT's duplicate answer can only mean "this very transfer executed", even for a
+        bizId this journal never sent (a lost journal); a key reused with other parameters
+        after its row is gone is another bizId, another transfer.
+        """
+        name = f"{self.account}\x00{key}\x00{params_fingerprint}"
+        return str(uuid.uuid5(_BIZID_NAMESPACE, name))
+
+    def biz_id(
+        self,
+        key: str,
+        *,
+        currency: object,
+        amount: object,
+        from_account: object,
+        to_account: object,
+        symbol: object = None,
+    ) -> str:
+        """The ``bizId`` xferkit sends for this transfer under ``key``: what to search XT's
+        records for, or to count a fake venue's executions by."""
+        spec = self.validate(
+            currency=currency,
+            amount=amount,
+            from_account=from_account,
+            to_account=to_account,
+            symbol=symbol,
+        )
+        return self.idempotency_token(key, spec.fingerprint())
+
+    def legacy_token(self, key: str) -> str:
+        """The bizId xferkit 0.1 derived from (api key, key): it proves that a journal
+        row from then (`xferkit.journal.LEGACY_ACCOUNT`) is this API key's."""
+        return str(uuid.uuid5(_LEGACY_BIZID_NAMESPACE, f"{self.api_key}\x00{key}"))
 
     def transfer_body(self, spec: TransferSpec, token: str | None) -> str:
         """Serialise the JSON body once, in XT's field order; resends reuse these bytes."""
