@@ -199,6 +199,19 @@ def executions_shown(planned: Planned, fake_xt: FakeXT, fake_htx: FakeHTX) -> st
     return ", ".join(f"{e.transfer_id}@{e.executed_at:%H:%M:%S.%f}" for e in rows) or "none"
 
 
+def left_open_honestly(planned: Planned, intent: Intent) -> bool:
+    """An oversized XT transfer refused (FUND_002) after an attempt that may have executed:
+    if XT checks the balance before the bizId (undocumented), the refusal says nothing about
+    that attempt, so it stays UNKNOWN for a person to settle."""
+    return (
+        planned.venue == "xt"
+        and planned.oversized
+        and intent.status is TransferStatus.UNKNOWN
+        and intent.error is not None
+        and intent.error.code == "FUND_002"
+    )
+
+
 def check_exactly_once(
     batch: list[Planned],
     intents: dict[str, Intent],
@@ -213,7 +226,12 @@ def check_exactly_once(
         intent = intents[planned.key]
         count = executions_of(planned, fake_xt, fake_htx)
         expected = {TransferStatus.SUCCEEDED: 1, TransferStatus.FAILED: 0}.get(intent.status)
-        if count != expected or (planned.oversized and intent.status is not TransferStatus.FAILED):
+        if left_open_honestly(planned, intent):
+            expected = 0  # larger than the balance: it never ran, but nothing here proves it
+        settled_or_open = intent.status is TransferStatus.FAILED or left_open_honestly(
+            planned, intent
+        )
+        if count != expected or (planned.oversized and not settled_or_open):
             problems.append(
                 f"{planned.key} ({planned.amount} {planned.from_account}->{planned.to_account}): "
                 f"journal {intent.status.value} (transfer_id {intent.transfer_id}, "
@@ -261,6 +279,8 @@ async def test_sigkilled_rounds_resume_to_exactly_once(tmp_path: Path) -> None:
     assert any(r.killed and r.executed for r in rounds)
     assert sum(plan.injected.values()) > 0
     assert final.summary is not None
-    assert final.summary["unresolved"] == []
     batch = plan_batch(SEED, XT_KEYS, HTX_KEYS)
-    check_exactly_once(batch, await read_journal(journal), snapshots, fakes)
+    intents = await read_journal(journal)
+    left_open = {p.key for p in batch if left_open_honestly(p, intents[p.key])}
+    assert set(final.summary["unresolved"]) == left_open
+    check_exactly_once(batch, intents, snapshots, fakes)
