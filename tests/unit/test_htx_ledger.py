@@ -307,7 +307,8 @@ def test_another_transfer_type_does_not_match(
     """The right amount and sign under any other direction's transferType does not match."""
     for other in ALL_TYPES:
         if other != transfer_type:
-            assert not htx().ledger_matches(row(signed(sign), other), spec(source, target)), other
+            matched = htx().ledger_matches(row(signed(sign), other), spec(source, target))
+            assert matched is False, other
 
 
 @pytest.mark.parametrize(
@@ -398,3 +399,20 @@ def test_coin_futures_and_futures_cannot_reconcile(source: str, target: str) -> 
 def test_a_row_without_a_transfer_type_is_undecidable() -> None:
     """A row that fits but has no transferType can be neither counted nor ruled out."""
     assert htx().ledger_matches(row("-10.50", None), spec("spot", "usdt_futures")) is None
+
+
+@pytest.mark.parametrize(
+    "spelling", ["spot-to-linear-swap-v2", "dm-spot-to-swap-new", "SPOT-TO-LINEAR-SWAP", "x"]
+)
+def test_a_transfer_type_xferkit_does_not_know_is_undecidable(spelling: str) -> None:
+    """HTX's list of spellings is open: one xferkit does not know may be this very transfer,
+    so it is "cannot tell" (UNKNOWN), never "not this transfer" (which would resend it)."""
+    assert htx().ledger_matches(row("-10.50", spelling), spec("spot", "usdt_futures")) is None
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["margin-transfer-out", "spot-to-super-margin", "sub-transfer-out", "lock-abc", "agency-x"],
+)
+def test_a_documented_other_movement_is_not_this_transfer(spelling: str) -> None:
+    assert htx().ledger_matches(row("-10.50", spelling), spec("spot", "usdt_futures")) is False

@@ -96,6 +96,22 @@ TRANSFER_TYPES: Mapping[tuple[str, str], frozenset[str]] = {
     ("spot", "otc"): frozenset({"spot-to-otc"}),
     ("otc", "spot"): frozenset({"otc-to-spot"}),
 }
+# Spellings the ledger uses for other movements (venues/htx.md): such a row is not this
+# transfer. The list is open: a spelling in neither table means "cannot tell".
+_OTHER_TRANSFER_TYPES = frozenset(
+    {
+        "margin-transfer-in",
+        "margin-transfer-out",
+        "spot-to-super-margin",
+        "super-margin-to-spot",
+        "master-transfer-in",
+        "master-transfer-out",
+        "sub-transfer-in",
+        "sub-transfer-out",
+    }
+)
+_OTHER_TRANSFER_PREFIXES = ("lock-", "user-lock-", "agency-")
+_KNOWN_TRANSFER_TYPES = frozenset().union(*TRANSFER_TYPES.values())
 _MARGIN_ACCOUNT = re.compile(r"[A-Z0-9]+(-[A-Z0-9]+)?")
 
 
@@ -471,18 +487,26 @@ class HTX:
     def ledger_matches(self, row: LedgerRow, spec: TransferSpec) -> bool | None:
         """Whether ``row`` can be this transfer: currency, |amount|, direction, type family.
 
-        ``None`` when it cannot be told: the row looks right but carries no transfer type.
-        Counting such a row either way could be wrong (a false success, or a second send).
+        ``None`` when it cannot be told: the row looks right but carries no transfer type, or
+        one xferkit does not know (HTX's list is open). Counting such a row either way could
+        be wrong (a false success, or a second send).
         """
         if row.currency != spec.currency or abs(row.amount) != spec.amount:
             return False
         if (row.amount < 0) != (spec.from_account == "spot"):
             return False
-        if row.transfer_type is None:
+        kind = row.transfer_type
+        if kind is None:
             return None
-        return row.transfer_type in TRANSFER_TYPES.get(
-            (spec.from_account, spec.to_account), frozenset()
-        )
+        if kind in TRANSFER_TYPES.get((spec.from_account, spec.to_account), frozenset()):
+            return True
+        if (
+            kind in _KNOWN_TRANSFER_TYPES
+            or kind in _OTHER_TRANSFER_TYPES
+            or kind.startswith(_OTHER_TRANSFER_PREFIXES)
+        ):
+            return False
+        return None
 
 
 def _ledger_row(item: object) -> LedgerRow:
