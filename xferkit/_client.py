@@ -56,6 +56,10 @@ JOURNAL_ENV = "XFERKIT_JOURNAL"
 _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
 
 
+DEFAULT_RESUME_CONCURRENCY = 16
+"""Intents a `Client.resume` sweep drives at once (the venues' rate limits still apply)."""
+
+
 def _positive_seconds(value: object) -> bool:
     return (
         isinstance(value, int | float)
@@ -577,35 +581,65 @@ class Client:
         """
         return await self._journal.get(self._own_id(key, venue))
 
-    async def resume(self) -> list[Receipt]:
-        """Drive every unfinished intent in the journal to an outcome.
+    async def resume(
+        self, *, concurrency: int = DEFAULT_RESUME_CONCURRENCY, deadline: float | None = None
+    ) -> list[Receipt]:
+        """Drive every unfinished intent of this client's accounts to an outcome.
 
-        Intents whose lease another live worker holds are skipped (that worker settles them);
-        expired leases are taken over. Refusals come back as ``FAILED`` receipts; intents still
-        ambiguous stay ``UNKNOWN`` (their receipts say so) for a later ``resume()``.
+        Up to ``concurrency`` intents at once, under the venues' rate limits; ``deadline``
+        (seconds) bounds the whole sweep, and defaults to none: the per-call
+        ``RetryPolicy.deadline`` does not apply, so a short call deadline never keeps
+        recovery from settling. Intents whose lease another live worker holds are skipped
+        (that worker settles them); expired leases are taken over. Refusals come back as
+        ``FAILED`` receipts; intents still ambiguous stay ``UNKNOWN`` (their receipts say so,
+        with the reason) for a later ``resume()``. One intent's unexpected error never stops
+        the others. Receipts come in the journal's order (oldest first).
         """
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidRequestError(f"concurrency must be a positive int, not {concurrency!r}")
+        if deadline is not None and not _positive_seconds(deadline):
+            raise InvalidRequestError(
+                f"deadline must be a positive number of seconds, not {deadline!r}"
+            )
         engine = self._open_engine()
-        receipts: list[Receipt] = []
+        deadline_at = None if deadline is None else self._clock.monotonic() + deadline
         mine = [(name, venue.account) for name, venue in self._venues.items()]
-        for intent in await self._journal.list(statuses=_UNFINISHED, accounts=mine):
-            runtime = self._runtimes[intent.venue]
+        intents = await self._journal.list(statuses=_UNFINISHED, accounts=mine)
+        receipts: list[Receipt | None] = [None] * len(intents)
+        # A slot is taken before a task starts, so a sweep of 100,000 intents holds at most
+        # `concurrency` tasks, not one per intent.
+        slots = anyio.Semaphore(concurrency)
+
+        async def settle(index: int, intent: Intent) -> None:
             try:
-                receipt = await engine.resume(runtime, intent)
-            except (VenueError, TransferOutcomeUnknownError):
-                receipt = await self._stored_receipt(intent)
-            except Exception as exc:  # noqa: BLE001 - one poisoned intent must not stop the sweep
-                _log.exception(
-                    "resume: transfer %s on %s could not be driven; it stays open",
-                    intent.key,
-                    intent.venue,
-                )
-                stored = await self._stored_receipt(intent)
-                receipt = attrs.evolve(
-                    stored, reason=f"resume() could not drive it: {type(exc).__name__}: {exc}"
-                )
-            if receipt is not None:
-                receipts.append(receipt)
-        return receipts
+                receipts[index] = await self._resume_one(engine, intent, deadline_at)
+            finally:
+                slots.release()
+
+        async with anyio.create_task_group() as tasks:
+            for index, intent in enumerate(intents):
+                await slots.acquire()
+                tasks.start_soon(settle, index, intent)
+        return [r for r in receipts if r is not None]
+
+    async def _resume_one(
+        self, engine: Engine, intent: Intent, deadline_at: float | None
+    ) -> Receipt | None:
+        """One intent of a sweep: its receipt, or ``None`` if another worker drives it."""
+        try:
+            return await engine.resume(self._runtimes[intent.venue], intent, deadline_at)
+        except (VenueError, TransferOutcomeUnknownError):
+            return await self._stored_receipt(intent)
+        except Exception as exc:  # noqa: BLE001 - one poisoned intent must not stop the sweep
+            _log.exception(
+                "resume: transfer %s on %s could not be driven; it stays open",
+                intent.key,
+                intent.venue,
+            )
+            stored = await self._stored_receipt(intent)
+            return attrs.evolve(
+                stored, reason=f"resume() could not drive it: {type(exc).__name__}: {exc}"
+            )
 
     async def _stored_receipt(self, intent: Intent) -> Receipt:
         """The journal's latest word on ``intent`` (``intent`` itself if it cannot be read)."""

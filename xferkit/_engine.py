@@ -136,6 +136,9 @@ class _Progress:
     # When (monotonic) the claim wrote the next attempt to the journal, leasing the intent;
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
+    # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
+    # may commit a transfer until then, so a ledger's settle window counts from here.
+    attempt_ended_at: datetime | None = None
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -313,8 +316,14 @@ class Engine:
         )
         return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
 
-    async def resume(self, runtime: VenueRuntime, intent: Intent) -> Receipt | None:
-        """Drive a stored unfinished intent; ``None`` if another worker holds its lease."""
+    async def resume(
+        self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
+    ) -> Receipt | None:
+        """Drive a stored unfinished intent; ``None`` if another worker holds its lease.
+
+        ``deadline_at`` is the sweep's own (monotonic), not the per-call retry policy's: a
+        trading engine's short call deadline must not keep recovery from settling anything.
+        """
         owner = self._new_owner()
         with anyio.CancelScope(shield=True):  # as in _claim_and_drive
             claim = await self._journal.claim(
@@ -325,7 +334,7 @@ class Engine:
         if not claim.owned:
             return None
         try:
-            return await self._drive(runtime, claim.intent, owner, self._deadline_at(None))
+            return await self._drive(runtime, claim.intent, owner, deadline_at)
         except LeaseLostError:
             return None  # taken over by another worker, which settles it
 
@@ -558,9 +567,12 @@ class Engine:
                         owner=owner,
                         lease_seconds=self._lease_seconds,
                         deadline_at=deadline_at,
-                        # Sent in an earlier call or process: the journal's send time is only a
-                        # lower bound, so the settle window runs from now instead.
-                        sent_before=None if progress.sent_this_call else _utc(self._clock),
+                        # Sent in an earlier call or process: that attempt may have run until
+                        # its lease ran out, at the latest now (a send happens only under a
+                        # live lease, and this drive holds it), so the window runs from now.
+                        attempt_ended_at=progress.attempt_ended_at
+                        if progress.sent_this_call and progress.attempt_ended_at is not None
+                        else _utc(self._clock),
                     )
                     _log.info(
                         "transfer %s on %s: reconciled: %s",
@@ -738,12 +750,14 @@ class Engine:
                 request, timeout=self._attempt_timeout(deadline_at)
             )
         except SendError as exc:
+            progress.attempt_ended_at = _utc(self._clock)
             outcome: Outcome = (
                 Ambiguous(reason=exc.reason)
                 if exc.sent
                 else NotProcessed(error=VenueUnavailableError(exc.reason, venue=venue.name))
             )
         else:
+            progress.attempt_ended_at = _utc(self._clock)
             outcome = venue.classify_transfer(response)
             if isinstance(outcome, NotProcessed) and isinstance(outcome.error, RateLimitError):
                 runtime.limiter.throttled(outcome.retry_after, cap=self._policy.max_retry_after)

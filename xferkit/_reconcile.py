@@ -70,13 +70,13 @@ class Reconciler:
         owner: str,
         lease_seconds: float,
         deadline_at: float | None,
-        sent_before: datetime | None = None,
+        attempt_ended_at: datetime,
     ) -> Found | Absent | Unclear:
         """Settle whether ``intent`` executed, claiming its ledger row if it did.
 
-        ``sent_before`` is given when the last send happened in another call or process: its
-        journal time is then only a lower bound, and the settle window starts at
-        ``sent_before`` (a time after it) instead.
+        The ledger is read at once: a matching row settles the intent whatever the deadline.
+        Only absence needs the settle window, counted from ``attempt_ended_at`` (when the
+        latest attempt ended: the venue may commit until then), after which it is read again.
 
         Raises:
             LeaseLostError: another worker took the intent over; this one must not decide.
@@ -87,14 +87,15 @@ class Reconciler:
             return Unclear("the spot ledger cannot show a transfer that does not touch spot")
         if intent.first_sent_venue_ms is None:
             return Absent()  # never sent: IN_FLIGHT and the anchor are written before a send
-        last_sent = intent.last_sent_at or intent.first_sent_at
-        assert last_sent is not None  # noqa: S101 - written together with the anchor
-        if sent_before is not None:  # the last send's exact time is unknown, not after this
-            last_sent = max(last_sent, sent_before)
-        settled_at = last_sent.timestamp() + venue.settle_seconds
+        first = await self._look(venue, server_clock, intent, spec, owner=owner)
+        if not isinstance(first, Absent):
+            return first
+        settled_at = attempt_ended_at.timestamp() + venue.settle_seconds
         wait = max(settled_at - self._clock.time(), 0.0)
+        if wait == 0:
+            return first  # read after the settle window: absent
         if deadline_at is not None and self._clock.monotonic() + wait > deadline_at:
-            return Unclear("the deadline ends before the venue's settle window")
+            return Unclear("not in the ledger yet, and the deadline ends before the settle window")
         # Heartbeat through the wait: the settle window can be longer than the lease, and a
         # lapsed lease would let another worker drive the intent at the same time. Each renewal
         # also proves the intent is still ours (LeaseLostError otherwise).
@@ -105,6 +106,19 @@ class Reconciler:
             if left <= 0:
                 break
             await self._clock.sleep(min(left, lease_seconds / 3))
+        return await self._look(venue, server_clock, intent, spec, owner=owner)
+
+    async def _look(
+        self,
+        venue: LedgerVenue,
+        server_clock: ServerClock,
+        intent: Intent,
+        spec: TransferSpec,
+        *,
+        owner: str,
+    ) -> Found | Absent | Unclear:
+        """Read the ledger now and claim the first matching row no other intent has."""
+        assert intent.first_sent_venue_ms is not None  # noqa: S101 - checked by find
         # The ledger is in the venue's time. Measure it afresh: its offset may have moved since
         # the send, and a stale offset could end the search before the transfer's row.
         try:

@@ -1,0 +1,113 @@
+"""HTX settlement with the settings users pick (issue 16): the default settle window (10 s) and
+a trading engine's short deadline. A lost answer is settled by reading the ledger at once;
+only absence waits, and resume() is a sweep with its own deadline, driving intents at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+import xferkit
+from xferkit import Confirmation, TransferStatus
+from xferkit.journal import Journal
+from xferkit.testing import FakeHTX, FakeTransport, Fault, FaultPlan, VirtualClock
+
+from .conftest import HTX_ACCESS_KEY as ACCESS_KEY
+from .conftest import HTX_SECRET as SECRET
+
+DEADLINE = 8.0  # shorter than HTX's default settle window, as a trading engine sets it
+
+
+@pytest.fixture
+def plan() -> FaultPlan:
+    return FaultPlan(seed=16)
+
+
+@pytest.fixture
+def fake_htx(clock: VirtualClock, plan: FaultPlan) -> FakeHTX:
+    return FakeHTX(access_key=ACCESS_KEY, secret=SECRET, clock=clock, faults=plan)
+
+
+@asynccontextmanager
+async def client_on(
+    fake: FakeHTX, clock: VirtualClock, journal: Journal
+) -> AsyncIterator[xferkit.Client]:
+    async with (
+        httpx.AsyncClient(transport=FakeTransport(fake)) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET),  # default settle_seconds and rate limit
+            journal=journal,
+            http_client=http_client,
+            clock=clock,
+            retry=xferkit.RetryPolicy(deadline=DEADLINE),
+        ) as client,
+    ):
+        yield client
+
+
+def args(amount: str) -> dict[str, Any]:
+    return {
+        "currency": "usdt",
+        "amount": amount,
+        "from_account": "spot",
+        "to_account": "usdt_futures",
+    }
+
+
+async def test_a_lost_answer_is_settled_by_the_ledger_within_a_short_deadline(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """Executed, answer lost, deadline 8 s < settle window 10 s: the ledger already shows the
+    row, so the call returns SUCCEEDED (LEDGER) instead of UNKNOWN, and nothing is resent."""
+    plan.force(Fault.DROP_AFTER)
+    start = clock.monotonic()
+    async with client_on(fake_htx, clock, journal) as client:
+        receipt = await client.transfer("htx", **args("25"), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.confirmed_by is Confirmation.LEDGER
+    assert clock.monotonic() - start < DEADLINE
+    assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 1
+
+
+async def test_resume_settles_what_a_short_deadline_left_open_concurrently_and_once(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """Twelve transfers lost before processing with deadline 8 s end UNKNOWN (absence needs the
+    10 s window). resume(), bound by no call deadline, proves each absent and sends it once;
+    the settle waits overlap, so the sweep takes about one window, not twelve."""
+    plan.force(Fault.DROP_BEFORE, times=12)
+    async with client_on(fake_htx, clock, journal) as client:
+        for n in range(12):
+            with pytest.raises(xferkit.TransferOutcomeUnknownError):
+                await client.transfer("htx", **args(str(10 + n)), key=f"k{n}")
+        start = clock.monotonic()
+        receipts = await client.resume()
+        took = clock.monotonic() - start
+    assert [r.status for r in receipts] == [TransferStatus.SUCCEEDED] * 12
+    for n in range(12):
+        amount = Decimal(10 + n)
+        assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", amount) == 1
+    # About one settle window (10 s) plus HTX's 1 transfer/s for the twelve resends; one
+    # intent at a time, as before, took twelve windows (over 120 s).
+    assert took < 2 * 10 + 12
+
+
+async def test_resume_has_its_own_deadline(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    plan.force(Fault.DROP_BEFORE)
+    async with client_on(fake_htx, clock, journal) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer("htx", **args("25"), key="k1")
+        [early] = await client.resume(deadline=1)
+        [later] = await client.resume()
+        with pytest.raises(xferkit.InvalidRequestError):
+            await client.resume(concurrency=0)
+    assert early.status is TransferStatus.UNKNOWN  # absence not provable within 1 s
+    assert later.status is TransferStatus.SUCCEEDED
+    assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 1
