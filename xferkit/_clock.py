@@ -50,6 +50,16 @@ SYSTEM_CLOCK = SystemClock()
 # one behind it (the receive window, 5 s by default).
 SIGN_EARLY_MS = 200
 
+# How far the venue's clock may be from this host's when the offset was never measured (the
+# time endpoint failed) yet a signed request was accepted: HTX accepts timestamps within
+# 5 minutes, the widest window of the venues. A ledger window anchored on an unmeasured clock
+# is widened by this much, so a transfer's row cannot fall outside it.
+UNMEASURED_UNCERTAINTY_MS = 300_000.0
+# How fast this host's monotonic clock may drift from the venue's (200 ppm, well above what
+# quartz oscillators do), so the venue's time estimated from the last measurement is widened
+# by the time elapsed since.
+DRIFT_PER_MS = 2e-4
+
 
 class ServerClock:
     """Tracks one venue's clock offset so request timestamps land inside its window.
@@ -63,6 +73,10 @@ class ServerClock:
         self._fetch = fetch_server_ms
         self._offset_ms: float | None = None
         self._uncertainty_ms = 0.0
+        # The venue's time (ms) at the measurement and this host's monotonic time then: the
+        # venue's time later, counted on the monotonic clock, survives steps of the wall clock.
+        self._server_ms_at_sync = 0.0
+        self._monotonic_at_sync = 0.0
         self._generation = 0
         self._lock = anyio.Lock()
 
@@ -83,9 +97,23 @@ class ServerClock:
 
     def bounds_ms(self) -> tuple[int, int]:
         """The venue's time now as an interval: no earlier than the first, no later than the
-        second, given what the measurement could tell (used to search the venue's ledger)."""
-        centre = self._clock.time() * 1000 + (self._offset_ms or 0.0)
-        return int(centre - self._uncertainty_ms), int(centre + self._uncertainty_ms) + 1
+        second, given what the measurement could tell (used to search the venue's ledger).
+
+        Two estimates, both kept: the wall clock plus the offset (wrong if this host's wall
+        clock stepped or drifted since the measurement) and the measurement plus the
+        monotonic time elapsed (wrong if the venue's clock moved), widened by the
+        measurement's uncertainty and by drift over the time elapsed. Never measured: this
+        host's clock, widened by `UNMEASURED_UNCERTAINTY_MS`.
+        """
+        wall = self._clock.time() * 1000
+        if self._offset_ms is None:
+            return int(wall - UNMEASURED_UNCERTAINTY_MS), int(wall + UNMEASURED_UNCERTAINTY_MS) + 1
+        elapsed = (self._clock.monotonic() - self._monotonic_at_sync) * 1000
+        by_wall = wall + self._offset_ms
+        by_monotonic = self._server_ms_at_sync + elapsed
+        spread = self._uncertainty_ms + abs(elapsed) * DRIFT_PER_MS
+        low, high = min(by_wall, by_monotonic), max(by_wall, by_monotonic)
+        return int(low - spread), int(high + spread) + 1
 
     async def ensure_synced(self) -> None:
         """Measure the offset once, if it was never measured."""
@@ -106,8 +134,13 @@ class ServerClock:
             if self._generation != seen_generation and self._offset_ms is not None:
                 return
             before = self._clock.time() * 1000
+            started = self._clock.monotonic()
             server_ms = await self._fetch()
             after = self._clock.time() * 1000
+            ended = self._clock.monotonic()
             self._offset_ms = server_ms - (before + after) / 2
-            self._uncertainty_ms = (after - before) / 2
+            # Half the round trip, on the monotonic clock (a wall step mid-call cannot shrink it).
+            self._uncertainty_ms = (ended - started) * 1000 / 2
+            self._server_ms_at_sync = server_ms
+            self._monotonic_at_sync = (started + ended) / 2
             self._generation += 1

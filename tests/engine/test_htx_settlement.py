@@ -111,3 +111,48 @@ async def test_resume_has_its_own_deadline(
     assert early.status is TransferStatus.UNKNOWN  # absence not provable within 1 s
     assert later.status is TransferStatus.SUCCEEDED
     assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 1
+
+
+class SteppedWallClock:
+    """The test's clock, except that this host's wall clock can be stepped (NTP, a VM
+    resume) while the monotonic clock and the venue's clock go on as they were."""
+
+    def __init__(self, inner: VirtualClock) -> None:
+        self._inner = inner
+        self.step = 0.0
+
+    def time(self) -> float:
+        return self._inner.time() + self.step
+
+    def monotonic(self) -> float:
+        return self._inner.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+@pytest.mark.parametrize("step", [5.0, -5.0])
+async def test_a_host_clock_step_after_the_measurement_never_causes_a_second_send(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal, step: float
+) -> None:
+    """The offset is measured, then the host's wall clock steps 5 s: a lost answer's ledger
+    row must still fall inside the search window (counted on the monotonic clock too), so it
+    is found, not judged absent and sent again."""
+    host = SteppedWallClock(clock)
+    async with (
+        httpx.AsyncClient(transport=FakeTransport(fake_htx)) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET),
+            journal=journal,
+            http_client=http_client,
+            clock=host,
+            retry=xferkit.RetryPolicy(deadline=None),
+        ) as client,
+    ):
+        await client.transfer("htx", **args("10"), key="warm-up")  # measures the offset
+        host.step = step
+        plan.force(Fault.DROP_AFTER)
+        receipt = await client.transfer("htx", **args("25"), key="k1")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.confirmed_by is Confirmation.LEDGER
+    assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 1
