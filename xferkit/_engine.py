@@ -534,10 +534,19 @@ class Engine:
         group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
         lock = self._group_locks.setdefault(group, anyio.Lock())
         try:
-            async with lock:
-                return await self._reconciled_drive(
-                    runtime, progress, owner, deadline_at, venue=venue, spec=spec, group=group
-                )
+            while True:
+                if progress.intent.status is TransferStatus.PENDING:
+                    # Not under the lock: the unresolved identical intent's own drive (a
+                    # resume() running beside this call) needs it to settle.
+                    await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
+                async with lock:
+                    if progress.intent.status is TransferStatus.PENDING:
+                        await self._wait_for_spacing(group)
+                        if await self._identical_unresolved(progress.intent, spec):
+                            continue  # one became unresolved meanwhile: wait, unlocked
+                    return await self._reconciled_drive(
+                        runtime, progress, owner, deadline_at, venue=venue, spec=spec, group=group
+                    )
         finally:
             if not lock.locked() and lock.statistics().tasks_waiting == 0:
                 self._group_locks.pop(group, None)  # one entry per movement would never shrink
@@ -554,8 +563,6 @@ class Engine:
         group: tuple[object, ...],
     ) -> Outcome | _Exhausted:
         """The body of `_attempts_with_reconciliation`, under the movement's lock."""
-        if progress.intent.status is TransferStatus.PENDING:
-            await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
         try:
             while True:
                 if progress.maybe_executed:
@@ -599,30 +606,37 @@ class Engine:
                 del self._group_free_at[past]
             self._group_free_at[group] = now + 2 * spacing
 
+    async def _wait_for_spacing(self, group: tuple[object, ...]) -> None:
+        """Keep an identical movement's ledger row out of this one's window (see the end of
+        `_reconciled_drive`); a short, bounded sleep."""
+        now = self._clock.monotonic()
+        free_at = self._group_free_at.get(group, now)
+        if free_at > now:
+            await self._clock.sleep(free_at - now)
+
+    async def _identical_unresolved(self, intent: Intent, spec: TransferSpec) -> list[Intent]:
+        """The journal's unresolved intents of this account moving exactly what ``spec`` does."""
+        return [
+            other
+            for other in await self._journal.list(
+                statuses=_UNRESOLVED, accounts=[(intent.venue, intent.account)]
+            )
+            if other.key != intent.key
+            and TransferSpec.from_canonical_json(other.params).same_movement(spec)
+        ]
+
     async def _wait_for_identical(
         self, venue: LedgerVenue, intent: Intent, spec: TransferSpec, deadline_at: float | None
     ) -> None:
         """Wait until no identical transfer is unresolved (here or in the journal)."""
-        group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
-        pause = self._clock.monotonic()
-        free_at = self._group_free_at.get(group, pause)
-        if free_at > pause:
-            await self._clock.sleep(free_at - pause)
         while True:
-            blocking = [
-                other
-                for other in await self._journal.list(
-                    statuses=_UNRESOLVED, accounts=[(intent.venue, intent.account)]
-                )
-                if other.key != intent.key
-                and TransferSpec.from_canonical_json(other.params).same_movement(spec)
-            ]
+            blocking = await self._identical_unresolved(intent, spec)
             if not blocking:
                 return
             if deadline_at is not None and self._clock.monotonic() >= deadline_at:
                 raise TransferOutcomeUnknownError(
                     intent.key,
-                    intent.venue,
+                    venue.name,
                     f"not sent yet: identical transfer {blocking[0].key!r} is still unresolved",
                 )
             pause = _WAIT_POLL_MAX

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -156,3 +157,31 @@ async def test_a_host_clock_step_after_the_measurement_never_causes_a_second_sen
     assert receipt.status is TransferStatus.SUCCEEDED
     assert receipt.confirmed_by is Confirmation.LEDGER
     assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 1
+
+
+async def test_a_new_identical_transfer_and_resume_of_the_open_one_both_finish(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """X (25 usdt) is left open; a new identical Y waits for it while resume() settles X. Y
+    used to hold the movement's lock while waiting, which X's own drive needed: neither ended
+    until Y's deadline."""
+    plan.force(Fault.DROP_BEFORE)
+    async with client_on(fake_htx, clock, journal) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer("htx", **args("25"), key="x")
+        results: dict[str, Any] = {}
+
+        async def new_identical() -> None:
+            results["y"] = await client.transfer("htx", **args("25"), key="y", deadline=60)
+
+        async def sweep() -> None:
+            await clock.sleep(0.5)  # y is waiting by now
+            results["resume"] = await client.resume()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(new_identical)
+            tasks.start_soon(sweep)
+    [x] = results["resume"]
+    assert x.status is TransferStatus.SUCCEEDED
+    assert results["y"].status is TransferStatus.SUCCEEDED
+    assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 2
