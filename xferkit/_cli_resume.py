@@ -32,9 +32,10 @@ from ._cli_format import (
     status_counts,
     transfer_table,
 )
+from ._cli_progress import progress_bar
 from ._cli_venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
-from ._client import Client
-from ._models import Receipt
+from ._client import DEFAULT_RESUME_CONCURRENCY, Client
+from ._models import Receipt, TransferStatus
 from .journal import Intent
 from .venues.htx import HTX
 from .venues.xt import XT
@@ -91,12 +92,28 @@ class _Outcome:
     metavar="URL",
     help="HTX's API host [default: $XFERKIT_HTX_BASE_URL, else https://api.huobi.pro].",
 )
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=DEFAULT_RESUME_CONCURRENCY,
+    show_default=True,
+    help="Intents driven at once (the venues' rate limits still apply).",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds the whole sweep may take [default: no limit].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
 def resume(
+    *,
     journal_path: Path,
     venue_names: tuple[str, ...],
     xt_base_url: str | None,
     htx_base_url: str | None,
+    concurrency: int,
+    deadline: float | None,
     as_json: bool,
 ) -> None:
     """Drive every unfinished intent in the journal to a final state, exactly once.
@@ -112,7 +129,24 @@ def resume(
 
     async def run() -> _Outcome:
         async with Client(*venues, journal=path) as client:
-            receipts = await client.resume()
+            mine = [(v.name, v.account) for v in venues]
+            total = len(await client.journal.list(statuses=UNRESOLVED, accounts=mine))
+            with progress_bar(total=total, description="resuming") as progress:
+                task = progress.task_ids[0]
+                tally = {"failed": 0, "unknown": 0}
+
+                def advance(receipt: Receipt) -> None:
+                    if receipt.status is TransferStatus.FAILED:
+                        tally["failed"] += 1
+                    elif receipt.status is not TransferStatus.SUCCEEDED:
+                        tally["unknown"] += 1
+                    progress.update(
+                        task, advance=1, failed=tally["failed"], unknown=tally["unknown"]
+                    )
+
+                receipts = await client.resume(
+                    concurrency=concurrency, deadline=deadline, on_receipt=advance
+                )
             remaining = await client.journal.list(statuses=UNRESOLVED)
         return _Outcome(receipts=receipts, remaining=remaining)
 

@@ -582,7 +582,11 @@ class Client:
         return await self._journal.get(self._own_id(key, venue))
 
     async def resume(
-        self, *, concurrency: int = DEFAULT_RESUME_CONCURRENCY, deadline: float | None = None
+        self,
+        *,
+        concurrency: int = DEFAULT_RESUME_CONCURRENCY,
+        deadline: float | None = None,
+        on_receipt: Callable[[Receipt], object] | None = None,
     ) -> list[Receipt]:
         """Drive every unfinished intent of this client's accounts to an outcome.
 
@@ -593,7 +597,8 @@ class Client:
         (that worker settles them); expired leases are taken over. Refusals come back as
         ``FAILED`` receipts; intents still ambiguous stay ``UNKNOWN`` (their receipts say so,
         with the reason) for a later ``resume()``. One intent's unexpected error never stops
-        the others. Receipts come in the journal's order (oldest first).
+        the others. Receipts come in the journal's order (oldest first); ``on_receipt`` is
+        called with each as it comes, for progress (it must not block).
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidRequestError(f"concurrency must be a positive int, not {concurrency!r}")
@@ -612,7 +617,10 @@ class Client:
 
         async def settle(index: int, intent: Intent) -> None:
             try:
-                receipts[index] = await self._resume_one(engine, intent, deadline_at)
+                receipt = await self._resume_one(engine, intent, deadline_at)
+                receipts[index] = receipt
+                if receipt is not None and on_receipt is not None:
+                    on_receipt(receipt)
             finally:
                 slots.release()
 

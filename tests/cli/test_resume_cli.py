@@ -225,3 +225,23 @@ def test_resume_refuses_a_missing_journal_and_a_bad_base_url(tmp_path: Path) -> 
     bad = invoke("resume", "--journal", missing, "--xt-base-url", "127.0.0.1:80", env=CREDENTIALS)
     assert bad.exit_code == 2
     assert "http://" in bad.stderr
+
+
+def test_resume_takes_a_concurrency_and_a_deadline_of_its_own(
+    served: Served, tmp_path: Path
+) -> None:
+    """`--concurrency` and `--deadline` bound the sweep; nonsense values exit 2 before it."""
+    journal = tmp_path / "journal.sqlite3"
+    leave_unknown(served, journal, ("lost-answer", Fault.DROP_AFTER, xt_transfer("10")))
+    xt_only = {k: v for k, v in CREDENTIALS.items() if "_XT_" in k}
+    url = served.server.url("xt")
+    for bad in (["--concurrency", "0"], ["--deadline", "0"], ["--deadline", "-1"]):
+        refused = invoke("resume", "--journal", journal, "--xt-base-url", url, *bad, env=xt_only)
+        assert refused.exit_code == 2, (bad, refused.output)
+    result = invoke(
+        "resume", "--journal", journal, "--xt-base-url", url, "--concurrency", "4",
+        "--deadline", "30", "--json", env=xt_only,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in json.loads(result.stdout)["receipts"]] == ["SUCCEEDED"]
+    assert len(served.xt.audit) == 1
