@@ -19,6 +19,7 @@ import attrs
 
 from ._clock import Clock, ServerClock
 from ._http import HttpRequest, HttpResponse
+from ._models import TransferStatus
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal, LeaseLostError
 from .venues._base import LedgerRow, LedgerVenue, TransferSpec
@@ -46,6 +47,9 @@ class Unclear:
     """Neither found nor provably absent; ``reason`` says why."""
 
     reason: str
+
+
+_UNTYPED = "a ledger row matches but carries no transfer type xferkit knows"
 
 
 class Reconciler:
@@ -132,7 +136,14 @@ class Reconciler:
         except (SendError, ValueError, KeyError, TypeError) as exc:
             return Unclear(f"the venue's clock or ledger could not be read: {exc}")
         return await self._claim_first_match(
-            venue, intent, spec, rows, owner=owner, start_ms=start_ms
+            venue,
+            intent,
+            spec,
+            rows,
+            owner=owner,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            offset_ms=server_clock.offset_ms or 0.0,
         )
 
     async def _claim_first_match(
@@ -144,8 +155,18 @@ class Reconciler:
         *,
         owner: str,
         start_ms: int,
+        end_ms: int,
+        offset_ms: float,
     ) -> Found | Absent | Unclear:
-        """Claim the oldest matching row no other intent has; absent if there is none."""
+        """Claim a matching row that no other intent accounts for; absent if there is none.
+
+        Ledger accounting, not first match: an identical transfer that succeeded cleanly got
+        the transfer endpoint's id, not its ledger row's, so it claimed no row, yet one of the
+        rows is its. Every such success whose row must lie in the window owns one; only rows
+        beyond those can be this intent's. One whose row may lie at the window's edge makes
+        the count uncertain: cannot tell.
+        """
+        matching: list[LedgerRow] = []
         undecidable = False
         for row in sorted(rows, key=lambda r: (r.transact_time_ms, r.transact_id)):
             if row.transact_time_ms < start_ms:
@@ -154,18 +175,71 @@ class Reconciler:
             if match is None:
                 undecidable = True
             elif match:
-                if await self._journal.claim_ledger_ref(
-                    intent.id, owner=owner, ref=row.transact_id
-                ):
-                    return Found(row.transact_id)
-                # Refused: another intent owns the row, or we lost our lease. Only the first
-                # means "keep looking"; reading the second as "absent" could cause a resend.
-                stored = await self._journal.get(intent.id)
-                if stored is None or stored.lease_owner != owner:
-                    raise LeaseLostError(f"intent {intent.key!r} was taken over by another worker")
-        if undecidable:
-            return Unclear("a ledger row matches but carries no transfer type")
-        return Absent()
+                matching.append(row)
+        if not matching:
+            return Unclear(_UNTYPED) if undecidable else Absent()
+        owned = await self._accounted_for(
+            venue, intent, spec, start_ms=start_ms, end_ms=end_ms, offset_ms=offset_ms
+        )
+        if owned is None:
+            return Unclear(
+                "an identical transfer that succeeded without a ledger id may own a row at "
+                "the edge of the search window"
+            )
+        claimed, clean = owned
+        unclaimed = [row for row in matching if row.transact_id not in claimed]
+        # The earliest rows go to the clean successes, sent before this intent's later sends.
+        for row in unclaimed[clean:]:
+            if await self._journal.claim_ledger_ref(intent.id, owner=owner, ref=row.transact_id):
+                return Found(row.transact_id)
+            # Refused: another intent owns the row, or we lost our lease. Only the first
+            # means "keep looking"; reading the second as "absent" could cause a resend.
+            stored = await self._journal.get(intent.id)
+            if stored is None or stored.lease_owner != owner:
+                raise LeaseLostError(f"intent {intent.key!r} was taken over by another worker")
+        return Unclear(_UNTYPED) if undecidable else Absent()
+
+    async def _accounted_for(
+        self,
+        venue: LedgerVenue,
+        intent: Intent,
+        spec: TransferSpec,
+        *,
+        start_ms: int,
+        end_ms: int,
+        offset_ms: float,
+    ) -> tuple[set[str], int] | None:
+        """The rows other identical intents of this account claimed, and how many clean
+        successes own a row inside [start_ms, end_ms]; ``None`` if one may own a row at its
+        edge.
+
+        Reads the account's whole journal (a reconciliation is rare; a time-bounded listing
+        would make it cheaper on a very large journal).
+        """
+        margin_ms = venue.ledger_margin_seconds * 1000
+        claimed: set[str] = set()
+        clean = 0
+        for other in await self._journal.list(accounts=[(intent.venue, intent.account)]):
+            if other.key == intent.key:
+                continue
+            if not TransferSpec.from_canonical_json(other.params).same_movement(spec):
+                continue
+            if other.ledger_ref is not None:
+                claimed.add(other.ledger_ref)
+                continue
+            if other.status is not TransferStatus.SUCCEEDED or other.first_sent_venue_ms is None:
+                continue
+            # Its row was written between its first send and its answer.
+            finished = other.finished_at or other.last_sent_at or other.first_sent_at
+            assert finished is not None  # noqa: S101 - a settled, sent intent has its times
+            latest_ms = finished.timestamp() * 1000 + offset_ms + margin_ms
+            earliest_ms = other.first_sent_venue_ms
+            if latest_ms < start_ms or earliest_ms > end_ms:
+                continue  # its row is outside the window
+            if earliest_ms < start_ms or latest_ms > end_ms:
+                return None
+            clean += 1
+        return claimed, clean
 
     async def _rows(
         self,

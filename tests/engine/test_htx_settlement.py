@@ -185,3 +185,25 @@ async def test_a_new_identical_transfer_and_resume_of_the_open_one_both_finish(
     assert x.status is TransferStatus.SUCCEEDED
     assert results["y"].status is TransferStatus.SUCCEEDED
     assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 2
+
+
+async def test_a_clean_success_owns_its_ledger_row_across_clients(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """Client 1 moves 25 usdt cleanly (the endpoint's id, no ledger row claimed). A second
+    later client 2 moves the same 25 usdt under another key and its request is lost before
+    processing: the ledger's one matching row is client 1's, so client 2's transfer is absent
+    and is sent again; claiming that row would record SUCCEEDED for money that never moved."""
+    async with client_on(fake_htx, clock, journal) as first:
+        clean = await first.transfer("htx", **args("25"), key="one")
+    await clock.sleep(1)
+    await journal.open()  # the first client closed it
+    plan.force(Fault.DROP_BEFORE)
+    async with client_on(fake_htx, clock, journal) as second:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await second.transfer("htx", **args("25"), key="two")  # absence needs the window
+        [two] = await second.resume()
+    assert clean.confirmed_by is Confirmation.VENUE
+    assert two.status is TransferStatus.SUCCEEDED
+    assert two.confirmed_by is Confirmation.VENUE  # sent again, not matched to "one"'s row
+    assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 2

@@ -61,7 +61,8 @@ def check_reports_agree(reports: dict[str, WorkerRun], intents: dict[str, Intent
     """Every definitive answer a worker gave for a key is the journal's final one.
 
     `TransferOutcomeUnknownError` is not a definitive answer and always agrees (see the fleet
-    test's docstring); any other error is not an answer a fleet may give.
+    test's docstring), nor is a refusal that left the key unspent (the next call of the key
+    tries again); any other error is not an answer a fleet may give.
     """
     problems = []
     for run in reports.values():
@@ -74,6 +75,10 @@ def check_reports_agree(reports: dict[str, WorkerRun], intents: dict[str, Intent
                     line["transfer_id"],
                 ) == (intent.status.value, intent.transfer_id)
             elif error == "TransferOutcomeUnknownError":
+                agrees = True
+            elif venue_error(error) and line.get("key_reusable"):
+                # Nothing reached the venue's processing and the key was not spent: another
+                # process's call with the same key may try again and settle it any way.
                 agrees = True
             elif venue_error(error):
                 agrees = (

@@ -129,6 +129,7 @@ def error_line(exc: BaseException) -> dict[str, Any]:
         "error": type(exc).__name__,
         "typed": isinstance(exc, xferkit.XferError),
         "code": getattr(exc, "code", None),
+        "key_reusable": getattr(exc, "key_reusable", False),
         "message": str(exc)[:500],
     }
     if not line["typed"]:
