@@ -143,9 +143,7 @@ async def run_row(rate_limit: float, args: argparse.Namespace) -> Row:
     client_rate = rate_limit * args.client_share
     failures = 0
     with fake_htx_server(rate_limit) as (url, report):
-        htx = xferkit.HTX(
-            ACCESS_KEY, SECRET, base_url=url, rate_limit=client_rate, settle_seconds=0.5
-        )
+        htx = xferkit.HTX(ACCESS_KEY, SECRET, base_url=url, rate_limit=client_rate)
         with tempfile.TemporaryDirectory(prefix="xferkit-bench-", dir=args.sqlite_dir) as tmp:
             journal = xferkit.SqliteJournal(Path(tmp) / "journal.sqlite3")
             began = time.perf_counter()

@@ -26,7 +26,7 @@ from ._models import Receipt, TransferRequest, TransferStatus
 from ._retry import RetryPolicy
 from .journal import Intent
 from .testing import FakeHTX, FakeXT, FaultPlan, serve
-from .venues.htx import HTX
+from .venues.htx import HTX, MIN_LEDGER_MARGIN_SECONDS, MIN_SETTLE_SECONDS
 from .venues.xt import XT
 
 __all__ = [
@@ -270,15 +270,15 @@ async def run_demo(
         # The fakes enforce no rate limit, so the demo lifts the venues' real ones (XT 10/s;
         # HTX 1/s per UID) to finish in seconds. Never do this against the real venues. The
         # fake's ledger shows a transfer at once, so HTX's settle window and clock margin
-        # shrink too (defaults 10 s and 2 s, sized for the real venue).
+        # shrink to their floors too (defaults 10 s and 2 s, sized for the real venue).
         xt = XT(DEMO_XT_API_KEY, DEMO_XT_SECRET, base_url=server.url("xt"), rate_limit=500)
         htx = HTX(
             DEMO_HTX_ACCESS_KEY,
             DEMO_HTX_SECRET,
             base_url=server.url("htx"),
             rate_limit=500,
-            settle_seconds=0.3,
-            ledger_margin_seconds=0.3,
+            settle_seconds=MIN_SETTLE_SECONDS,
+            ledger_margin_seconds=MIN_LEDGER_MARGIN_SECONDS,
         )
         # A short timeout makes the fakes' slow answers (0.6 s) time out: ambiguous outcomes.
         policy = RetryPolicy(max_attempts=4, initial_backoff=0.05, max_backoff=0.5, deadline=20)

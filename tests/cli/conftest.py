@@ -31,6 +31,9 @@ CLEAN: dict[str, str | None] = dict.fromkeys(
     [*CREDENTIALS, "XFERKIT_XT_BASE_URL", "XFERKIT_HTX_BASE_URL", "XFERKIT_JOURNAL"], None
 )
 SECRETS = (XT_SECRET, HTX_SECRET)
+UNKNOWN_SPELLING = "spot-to-unified-account"
+"""A ledger transferType xferkit does not know: HTX's list is open, so it means "cannot tell"
+and the transfer stays UNKNOWN after a lost answer."""
 
 
 @attrs.frozen

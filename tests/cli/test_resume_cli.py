@@ -18,6 +18,8 @@ import xferkit
 from xferkit._cli import app
 from xferkit.testing import FakeHTX, FakeXT, Fault, FaultPlan, LoopbackServer, serve
 
+from .conftest import UNKNOWN_SPELLING
+
 XT_KEY = "resume-xt-key-0001"
 XT_SECRET = "resume-xt-secret-do-not-leak-91ab"
 HTX_KEY = "resume-htx-key-0001"
@@ -58,6 +60,11 @@ def served() -> Iterator[Served]:
         yield Served(portal, server, fake_xt, fake_htx, plan)
 
 
+def htx_transfer_posts(served: Served) -> int:
+    """Transfer requests that reached the fake HTX so far (ledger reads not counted)."""
+    return sum(1 for r in served.htx.requests if r.request.path == "/v2/account/transfer")
+
+
 def leave_unknown(
     served: Served, journal: Path, *transfers: tuple[str, Fault, dict[str, str]]
 ) -> None:
@@ -87,13 +94,14 @@ def xt_transfer(amount: str) -> dict[str, str]:
     }
 
 
-# Coin-margined swap -> futures never touches the spot ledger, so HTX cannot reconcile it.
-HTX_OFF_LEDGER = {
+# Its ledger row will carry a transferType xferkit does not know (UNKNOWN_SPELLING): the
+# ledger cannot tell whether it executed.
+HTX_UNTELLABLE = {
     "venue": "htx",
     "currency": "btc",
     "amount": "0.5",
-    "from_account": "coin_futures",
-    "to_account": "futures",
+    "from_account": "spot",
+    "to_account": "usdt_futures",
 }
 
 
@@ -146,31 +154,32 @@ def test_resume_settles_unknown_intents_exactly_once(served: Served, tmp_path: P
 
 
 def test_resume_exits_1_while_an_intent_cannot_be_settled(served: Served, tmp_path: Path) -> None:
-    """An HTX transfer off the spot ledger stays UNKNOWN: XT settles, the exit status is 1 and
-    the summary says what is left."""
+    """An HTX transfer the ledger cannot tell about stays UNKNOWN: XT settles, the exit status
+    is 1 and the summary says what is left."""
     journal = tmp_path / "journal.sqlite3"
+    served.htx.transfer_types[("spot", "linear-swap")] = UNKNOWN_SPELLING
     leave_unknown(
         served,
         journal,
         ("xt-lost", Fault.DROP_AFTER, xt_transfer("10")),
-        ("htx-off-ledger", Fault.DROP_AFTER, HTX_OFF_LEDGER),
+        ("htx-untellable", Fault.DROP_AFTER, HTX_UNTELLABLE),
     )
-    htx_posts = len(served.htx.requests)
+    htx_posts = htx_transfer_posts(served)
     urls = ["--xt-base-url", served.server.url("xt"), "--htx-base-url", served.server.url("htx")]
     as_json = invoke("resume", "--journal", journal, *urls, "--json", env=CREDENTIALS)
     assert as_json.exit_code == 1, as_json.output
     report = json.loads(as_json.stdout)
     assert {r["key"]: r["status"] for r in report["receipts"]} == {
         "xt-lost": "SUCCEEDED",
-        "htx-off-ledger": "UNKNOWN",
+        "htx-untellable": "UNKNOWN",
     }
     assert [(i["key"], i["status"]) for i in report["unresolved"]] == [
-        ("htx-off-ledger", "UNKNOWN")
+        ("htx-untellable", "UNKNOWN")
     ]
     table = invoke("resume", "--journal", journal, *urls, env=CREDENTIALS)
     assert table.exit_code == 1, table.output
     assert "1 unresolved, exit status 1: 1 still ambiguous" in table.stdout
-    assert len(served.htx.requests) == htx_posts  # not resent blindly, nor looked up
+    assert htx_transfer_posts(served) == htx_posts  # never resent blindly
     assert len(served.htx.audit) == 1
     for secret in (XT_SECRET, HTX_SECRET):
         assert secret not in as_json.output + table.output

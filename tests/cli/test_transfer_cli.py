@@ -11,7 +11,7 @@ import pytest
 
 from xferkit.testing import Fault
 
-from .conftest import CREDENTIALS, SECRETS, Fakes, invoke
+from .conftest import CREDENTIALS, SECRETS, UNKNOWN_SPELLING, Fakes, invoke
 
 OUTCOME_FIELDS = {
     "key",
@@ -82,11 +82,12 @@ def test_a_refusal_exits_1_and_says_nothing_moved(fakes: Fakes, tmp_path: Path) 
 
 
 def test_an_unknown_outcome_exits_1_and_points_to_resume(fakes: Fakes, tmp_path: Path) -> None:
-    """An HTX answer lost after the venue committed, on a pair the spot ledger cannot show:
-    exit 1, UNKNOWN, and the hint to run `xferkit resume`."""
+    """An HTX answer lost after the venue committed, its ledger row in a transferType spelling
+    xferkit does not know (cannot tell): exit 1, UNKNOWN, and the hint to run `xferkit resume`."""
     journal = tmp_path / "journal.sqlite3"
+    fakes.htx.transfer_types[("spot", "linear-swap")] = UNKNOWN_SPELLING
     fakes.htx_faults.force(Fault.DROP_AFTER)
-    args = ("htx", "btc", "0.5", "--from", "coin_futures", "--to", "futures")
+    args = ("htx", "btc", "0.5", "--from", "spot", "--to", "usdt_futures")
     result = invoke("transfer", *args, "--journal", journal, env=fakes.env)
     assert result.exit_code == 1, result.output
     text = " ".join(result.stdout.split())

@@ -17,6 +17,7 @@ import xferkit
 from xferkit import TransferStatus
 from xferkit.journal import Journal
 from xferkit.testing import FakeHTX, FakeTransport, Fault, FaultPlan, VirtualClock
+from xferkit.venues.htx import MIN_LEDGER_MARGIN_SECONDS, MIN_SETTLE_SECONDS
 
 from .conftest import HTX_ACCESS_KEY as ACCESS_KEY
 from .conftest import HTX_SECRET as SECRET
@@ -165,18 +166,17 @@ async def test_an_earlier_identical_success_is_not_mistaken_for_a_later_attempt(
     assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 2
 
 
-async def test_ambiguity_off_the_spot_ledger_stays_unknown_and_is_never_resent(
+async def test_a_ledger_row_in_an_unknown_spelling_stays_unknown_and_is_never_resent(
     fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
 ) -> None:
-    """coin_futures -> futures cannot be reconciled: UNKNOWN, one request, also on resume()."""
+    """The venue writes the executed transfer's row with a transferType xferkit does not
+    know (HTX's list is open): that means "cannot tell", never "absent", so the transfer
+    stays UNKNOWN with one request, also on resume()."""
+    fake_htx.transfer_types[("spot", "linear-swap")] = "spot-to-linear-swap-unified"
     plan.force(Fault.DROP_AFTER)
     async with htx_client(fake_htx, clock, journal) as client:
         with pytest.raises(xferkit.TransferOutcomeUnknownError):
-            await client.transfer(
-                "htx",
-                **args(currency="btc", amount="0.5", from_account="swap", to_account="futures"),
-                key="contract",
-            )
+            await client.transfer("htx", **args(), key="contract")
         resumed = await client.resume()
     assert [(r.key, r.status) for r in resumed] == [("contract", TransferStatus.UNKNOWN)]
     assert transfer_posts(fake_htx) == 1
@@ -356,8 +356,8 @@ async def test_a_lease_lost_while_waiting_for_the_rate_limit_means_no_send() -> 
 
     def client(rate: float) -> xferkit.Client:
         return xferkit.Client(
-            xferkit.HTX(ACCESS_KEY, SECRET, rate_limit=rate, settle_seconds=0.05,
-                        ledger_margin_seconds=0.05),
+            xferkit.HTX(ACCESS_KEY, SECRET, rate_limit=rate, settle_seconds=MIN_SETTLE_SECONDS,
+                        ledger_margin_seconds=MIN_LEDGER_MARGIN_SECONDS),
             journal=journal,
             http_client=httpx.AsyncClient(transport=FakeTransport(fake)),
             timeout=0.2,

@@ -189,10 +189,7 @@ async def test_a_thousand_faulted_requests_on_real_time_keep_under_each_venues_r
         httpx.AsyncClient(transport=FakeTransport(fake_xt, fake_htx)) as http_client,
         xferkit.Client(
             xferkit.XT(API_KEY, SECRET, rate_limit=xt_rate),
-            xferkit.HTX(
-                API_KEY, SECRET, rate_limit=htx_rate, settle_seconds=0.05,
-                ledger_margin_seconds=0.05,
-            ),
+            xferkit.HTX(API_KEY, SECRET, rate_limit=htx_rate),  # HTX's default settle window
             journal=xferkit.MemoryJournal(),
             http_client=http_client,
             timeout=0.5,

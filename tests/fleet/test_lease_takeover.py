@@ -17,12 +17,13 @@ import pytest
 import xferkit
 from xferkit import TransferStatus
 from xferkit.testing import FakeHTX, FakeTransport, Fault, FaultPlan
+from xferkit.venues.htx import MIN_LEDGER_MARGIN_SECONDS, MIN_SETTLE_SECONDS
 
 from ..postgres import drop_schema, require_postgres, unique_schema
 
 pytestmark = pytest.mark.slow
 
-SETTLE_SECONDS = 1.0
+SETTLE_SECONDS = MIN_SETTLE_SECONDS
 LEASE_SECONDS = 0.3  # above the 0.1 s timeout, as Client requires; below the settle window
 TAKEOVER_AFTER = 0.6  # the second worker arrives once the first one's lease has lapsed
 TRANSFER: dict[str, Any] = {
@@ -50,7 +51,11 @@ async def test_lease_lost_mid_reconciliation_is_never_reported_as_unsent() -> No
 
     def worker() -> xferkit.Client:
         htx = xferkit.HTX(
-            "k", "s", settle_seconds=SETTLE_SECONDS, ledger_margin_seconds=0.5, rate_limit=100
+            "k",
+            "s",
+            settle_seconds=SETTLE_SECONDS,
+            ledger_margin_seconds=MIN_LEDGER_MARGIN_SECONDS,
+            rate_limit=100,
         )
         return xferkit.Client(
             htx,

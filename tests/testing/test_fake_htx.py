@@ -257,23 +257,19 @@ async def test_amount_keeps_every_digit(clock: VirtualClock) -> None:
 async def test_every_supported_pair_moves(
     htx_caller: HTXCaller, fake_htx: FakeHTX, pair: tuple[str, str]
 ) -> None:
-    """Each supported pair executes; only pairs touching spot write a spot ledger row."""
+    """Each supported pair executes and writes its spot ledger row (every pair touches spot)."""
     source, target = pair
     assert new_shape(await htx_caller.transfer(htx_caller.body(source=source, target=target)))[
         "success"
     ]
     assert fake_htx.executions_matching(source, target, "usdt", 10) == 1
-    rows = fake_htx.ledger_rows()
-    if "spot" in pair:
-        [row] = rows
-        assert row.transfer_type == LEDGER_TRANSFER_TYPES[pair]
-        assert row.transact_amt == (Decimal(10) if target == "spot" else Decimal(-10))
-        assert (row.transferer, row.transferee) == (
-            fake_htx.account_id(source),
-            fake_htx.account_id(target),
-        )
-    else:
-        assert rows == ()
+    [row] = fake_htx.ledger_rows()
+    assert row.transfer_type == LEDGER_TRANSFER_TYPES[pair]
+    assert row.transact_amt == (Decimal(10) if target == "spot" else Decimal(-10))
+    assert (row.transferer, row.transferee) == (
+        fake_htx.account_id(source),
+        fake_htx.account_id(target),
+    )
 
 
 def test_pairs_and_transfer_types_agree_with_the_client() -> None:
@@ -292,6 +288,8 @@ def test_pairs_and_transfer_types_agree_with_the_client() -> None:
         ("swap", "linear-swap"),
         ("futures", "otc"),
         ("linear-swap", "futures"),
+        ("swap", "futures"),
+        ("futures", "swap"),
     ],
 )
 async def test_unsupported_pair_is_refused(

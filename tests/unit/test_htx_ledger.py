@@ -6,9 +6,10 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 
-from xferkit import HTX
+from xferkit import HTX, InvalidRequestError
 from xferkit._http import HttpResponse
 from xferkit.venues._base import LedgerPage, LedgerRow, TransferSpec
 
@@ -392,8 +393,22 @@ def test_transfers_touching_spot_can_reconcile(
     ("source", "target"), [("coin_futures", "futures"), ("futures", "coin_futures")]
 )
 def test_coin_futures_and_futures_cannot_reconcile(source: str, target: str) -> None:
-    """A transfer between swap and futures never appears in the spot ledger."""
-    assert not htx().can_reconcile(spec(source, target))
+    """A swap <-> futures intent that a journal kept from before such transfers were refused
+    never appears in the spot ledger, so it is never judged absent and resent."""
+    legacy = attrs.evolve(spec("spot", "futures"), from_account=source, to_account=target)
+    assert not htx().can_reconcile(legacy)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("coin_futures", "futures"), ("futures", "coin_futures")]
+)
+def test_coin_futures_and_futures_are_refused_before_anything_is_recorded(
+    source: str, target: str
+) -> None:
+    """No HTX page documents swap <-> futures and a lost answer could never be settled, so the
+    pair is refused at validation, before the journal or the network is touched."""
+    with pytest.raises(InvalidRequestError, match="does not transfer"):
+        spec(source, target)
 
 
 def test_a_row_without_a_transfer_type_is_undecidable() -> None:

@@ -493,8 +493,6 @@ def test_body_from_linear_swap_carries_margin_account() -> None:
         ("futures", "spot"),
         ("spot", "otc"),
         ("otc", "spot"),
-        ("coin_futures", "futures"),
-        ("futures", "coin_futures"),
     ],
 )
 def test_body_omits_margin_account_off_linear_swap(source: str, target: str) -> None:

@@ -69,7 +69,6 @@ NATIVE_ACCOUNTS: tuple[str, ...] = tuple(ACCOUNTS.values())
 SUPPORTED_PAIRS: frozenset[tuple[str, str]] = frozenset(
     {("spot", other) for other in NATIVE_ACCOUNTS if other != "spot"}
     | {(other, "spot") for other in NATIVE_ACCOUNTS if other != "spot"}
-    | {("swap", "futures"), ("futures", "swap")}
 )
 """Native (from, to) pairs the transfer endpoint moves between."""
 LEDGER_TRANSFER_TYPES: Mapping[tuple[str, str], str] = {
@@ -252,6 +251,9 @@ class FakeHTX:
         self.string_numbers = string_numbers
         self.skew_ms = 0
         """Milliseconds the venue's clock runs ahead of ``clock`` (negative: behind)."""
+        self.transfer_types: dict[tuple[str, str], str] = dict(LEDGER_TRANSFER_TYPES)
+        """The ledger's ``transferType`` per native (from, to) pair. HTX's list of spellings
+        is open; replace one to see how a client treats a spelling it does not know."""
         self._clock = clock
         self._balances = _initial_balances(balances)
         self._currencies = frozenset(c for funds in self._balances.values() for c in funds)
@@ -430,7 +432,7 @@ class FakeHTX:
         )
         self._next_id += 1
         self._audit.append(execution)
-        transfer_type = LEDGER_TRANSFER_TYPES.get((source, target))
+        transfer_type = self.transfer_types.get((source, target))
         if transfer_type is not None:
             self._ledger.append(
                 HTXLedgerRow(

@@ -13,7 +13,7 @@ import hmac
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote, urlsplit
@@ -54,7 +54,11 @@ from ._base import (
 
 __all__ = [
     "DEFAULT_HTX_BASE_URL",
+    "DEFAULT_LEDGER_MARGIN_SECONDS",
+    "DEFAULT_SETTLE_SECONDS",
     "HTX",
+    "MIN_LEDGER_MARGIN_SECONDS",
+    "MIN_SETTLE_SECONDS",
     "canonical_query",
     "classify_code",
     "sign",
@@ -77,12 +81,12 @@ ACCOUNTS: Mapping[str, str] = {
     "otc": "otc",
 }
 
-# Pairs HTX moves between: spot and each other account, plus the two coin-margined contract
-# accounts (which the spot ledger cannot show: such a transfer is never reconciled).
+# Pairs HTX moves between: exactly one side is spot (venues/htx.md). No HTX page documents
+# swap <-> futures, and the spot ledger could never show it, so one lost answer would leave
+# it UNKNOWN for good: it is refused before anything is recorded.
 SUPPORTED_PAIRS = frozenset(
     {("spot", other) for other in ACCOUNTS if other != "spot"}
     | {(other, "spot") for other in ACCOUNTS if other != "spot"}
-    | {("coin_futures", "futures"), ("futures", "coin_futures")}
 )
 
 # The ledger's transferType for each direction; both spellings seen for coin-margined swaps.
@@ -210,9 +214,27 @@ def _check_positive(_: object, attribute: attrs.Attribute[float], value: float) 
         raise InvalidRequestError(f"{attribute.name} must be a positive number, not {value!r}")
 
 
-def _check_margin(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise InvalidRequestError(f"{attribute.name} must be zero or more, not {value!r}")
+DEFAULT_SETTLE_SECONDS = 10.0
+DEFAULT_LEDGER_MARGIN_SECONDS = 2.0
+MIN_SETTLE_SECONDS = 2.0
+"""The shortest `HTX.settle_seconds`: how long after an attempt ended a transfer the venue
+committed may still be missing from its ledger. Shorter, a late row reads as "absent" and the
+transfer is sent again: a double execution."""
+MIN_LEDGER_MARGIN_SECONDS = 1.0
+"""The shortest `HTX.ledger_margin_seconds`: how far the ledger's ``transactTime`` may sit
+before the send's venue time as measured (HTX's services stamp rows on their own clocks).
+Narrower, the row can fall outside the search window: "absent" again."""
+
+
+def _floor(minimum: float) -> Callable[[object, attrs.Attribute[float], float], None]:
+    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= minimum:
+            raise InvalidRequestError(
+                f"{attribute.name} must be at least {minimum} s, not {value!r}: shorter, a "
+                "transfer the ledger does not show yet is sent again"
+            )
+
+    return check
 
 
 @attrs.frozen
@@ -225,9 +247,11 @@ class HTX:
         base_url: the API host, for ``api-aws.huobi.pro``, a proxy or the simulated venue.
         rate_limit: client-side ceiling in transfer requests per second (HTX allows 1 per
             second per UID, summed over all of the UID's keys).
-        settle_seconds: after an ambiguous attempt, how long to wait before reading the ledger;
-            a transfer not in the ledger by then is taken as not executed and sent again.
-        ledger_margin_seconds: clock margin around the send time when searching the ledger.
+        settle_seconds: after an ambiguous attempt the ledger is read at once; a transfer not
+            in it this long after the attempt ended is taken as not executed and sent again
+            (at least `MIN_SETTLE_SECONDS`).
+        ledger_margin_seconds: clock margin around the send time when searching the ledger
+            (at least `MIN_LEDGER_MARGIN_SECONDS`).
     """
 
     name = "htx"
@@ -242,8 +266,14 @@ class HTX:
         validator=base_url_field,
     )
     rate_limit: float = attrs.field(default=1.0, kw_only=True, validator=_check_positive)
-    settle_seconds: float = attrs.field(default=10.0, kw_only=True, validator=_check_margin)
-    ledger_margin_seconds: float = attrs.field(default=2.0, kw_only=True, validator=_check_margin)
+    settle_seconds: float = attrs.field(
+        default=DEFAULT_SETTLE_SECONDS, kw_only=True, validator=_floor(MIN_SETTLE_SECONDS)
+    )
+    ledger_margin_seconds: float = attrs.field(
+        default=DEFAULT_LEDGER_MARGIN_SECONDS,
+        kw_only=True,
+        validator=_floor(MIN_LEDGER_MARGIN_SECONDS),
+    )
 
     @classmethod
     def from_env(cls, *, base_url: str | None = None) -> HTX:
