@@ -52,6 +52,16 @@ class Unclear:
 _UNTYPED = "a ledger row matches but carries no transfer type xferkit knows"
 
 
+@attrs.frozen
+class _Owned:
+    """The search window's start and the rows other identical intents own inside it: those
+    they claimed, and how many clean successes (which claim none) have their row there."""
+
+    start_ms: int
+    claimed: frozenset[str]
+    clean: int
+
+
 class Reconciler:
     """Looks transfers up in a venue's ledger; one per client, caching spot account ids."""
 
@@ -128,68 +138,59 @@ class Reconciler:
         try:
             await server_clock.resync(seen_generation=server_clock.generation)
             margin_ms = venue.ledger_margin_seconds * 1000
-            start_ms = int(intent.first_sent_venue_ms - margin_ms)
             end_ms = int(server_clock.bounds_ms()[1] + margin_ms)
-            if end_ms - start_ms > LEDGER_MAX_AGE_MS:
+            owned = await self._accounted_for(
+                venue,
+                intent,
+                spec,
+                start_ms=int(intent.first_sent_venue_ms - margin_ms),
+                end_ms=end_ms,
+                offset_ms=server_clock.offset_ms or 0.0,
+            )
+            if owned is None:
+                return Unclear(
+                    "an identical transfer that succeeded without a ledger id may own a row "
+                    "after the search window's end"
+                )
+            if end_ms - owned.start_ms > LEDGER_MAX_AGE_MS:
                 return Unclear("the first send is older than the ledger's 180-day reach")
-            rows = await self._rows(venue, server_clock, spec.currency, start_ms, end_ms)
+            rows = await self._rows(venue, server_clock, spec.currency, owned.start_ms, end_ms)
         except (SendError, ValueError, KeyError, TypeError) as exc:
             return Unclear(f"the venue's clock or ledger could not be read: {exc}")
-        return await self._claim_first_match(
-            venue,
-            intent,
-            spec,
-            rows,
-            owner=owner,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            offset_ms=server_clock.offset_ms or 0.0,
-        )
+        return await self._claim_unowned(venue, intent, spec, rows, owned, owner=owner)
 
-    async def _claim_first_match(
+    async def _claim_unowned(
         self,
         venue: LedgerVenue,
         intent: Intent,
         spec: TransferSpec,
         rows: list[LedgerRow],
+        owned: _Owned,
         *,
         owner: str,
-        start_ms: int,
-        end_ms: int,
-        offset_ms: float,
     ) -> Found | Absent | Unclear:
         """Claim a matching row that no other intent accounts for; absent if there is none.
 
         Ledger accounting, not first match: an identical transfer that succeeded cleanly got
         the transfer endpoint's id, not its ledger row's, so it claimed no row, yet one of the
-        rows is its. Every such success whose row must lie in the window owns one; only rows
-        beyond those can be this intent's. One whose row may lie at the window's edge makes
-        the count uncertain: cannot tell.
+        rows is its. The window reaches back far enough to hold every such row whole
+        (`_accounted_for`), so exactly ``owned.clean`` of its unclaimed matching rows are
+        theirs; only rows beyond those can be this intent's.
         """
         matching: list[LedgerRow] = []
         undecidable = False
         for row in sorted(rows, key=lambda r: (r.transact_time_ms, r.transact_id)):
-            if row.transact_time_ms < start_ms:
+            if row.transact_time_ms < owned.start_ms:
                 continue
             match = venue.ledger_matches(row, spec)
             if match is None:
                 undecidable = True
             elif match:
                 matching.append(row)
-        if not matching:
-            return Unclear(_UNTYPED) if undecidable else Absent()
-        owned = await self._accounted_for(
-            venue, intent, spec, start_ms=start_ms, end_ms=end_ms, offset_ms=offset_ms
-        )
-        if owned is None:
-            return Unclear(
-                "an identical transfer that succeeded without a ledger id may own a row at "
-                "the edge of the search window"
-            )
-        claimed, clean = owned
-        unclaimed = [row for row in matching if row.transact_id not in claimed]
-        # The earliest rows go to the clean successes, sent before this intent's later sends.
-        for row in unclaimed[clean:]:
+        unclaimed = [row for row in matching if row.transact_id not in owned.claimed]
+        # The earliest rows go to the clean successes: under the one-unresolved-identical-
+        # movement rule they were all sent before this intent.
+        for row in unclaimed[owned.clean :]:
             if await self._journal.claim_ledger_ref(intent.id, owner=owner, ref=row.transact_id):
                 return Found(row.transact_id)
             # Refused: another intent owns the row, or we lost our lease. Only the first
@@ -208,17 +209,20 @@ class Reconciler:
         start_ms: int,
         end_ms: int,
         offset_ms: float,
-    ) -> tuple[set[str], int] | None:
-        """The rows other identical intents of this account claimed, and how many clean
-        successes own a row inside [start_ms, end_ms]; ``None`` if one may own a row at its
-        edge.
+    ) -> _Owned | None:
+        """What other identical intents of this account own in the window from ``start_ms``
+        to ``end_ms``; ``None`` if a clean success may own a row after ``end_ms``.
 
+        A clean success's row lies somewhere between its first send and its answer. One
+        whose span straddles ``start_ms`` would make the count uncertain, so the window is
+        moved back to hold that span whole (and again, for any span that reaches into the
+        added part): every clean success is then wholly inside the window or wholly outside.
         Reads the account's whole journal (a reconciliation is rare; a time-bounded listing
         would make it cheaper on a very large journal).
         """
         margin_ms = venue.ledger_margin_seconds * 1000
         claimed: set[str] = set()
-        clean = 0
+        spans: list[tuple[float, float]] = []
         for other in await self._journal.list(accounts=[(intent.venue, intent.account)]):
             if other.key == intent.key:
                 continue
@@ -229,17 +233,24 @@ class Reconciler:
                 continue
             if other.status is not TransferStatus.SUCCEEDED or other.first_sent_venue_ms is None:
                 continue
-            # Its row was written between its first send and its answer.
             finished = other.finished_at or other.last_sent_at or other.first_sent_at
             assert finished is not None  # noqa: S101 - a settled, sent intent has its times
             latest_ms = finished.timestamp() * 1000 + offset_ms + margin_ms
-            earliest_ms = other.first_sent_venue_ms
+            spans.append((other.first_sent_venue_ms - margin_ms, latest_ms))
+        moved = True
+        while moved:
+            moved = False
+            for earliest_ms, latest_ms in spans:
+                if earliest_ms < start_ms <= latest_ms:
+                    start_ms, moved = int(earliest_ms), True
+        clean = 0
+        for earliest_ms, latest_ms in spans:
             if latest_ms < start_ms or earliest_ms > end_ms:
                 continue  # its row is outside the window
-            if earliest_ms < start_ms or latest_ms > end_ms:
+            if latest_ms > end_ms:
                 return None
             clean += 1
-        return claimed, clean
+        return _Owned(start_ms=start_ms, claimed=frozenset(claimed), clean=clean)
 
     async def _rows(
         self,
