@@ -54,6 +54,7 @@ _log = logging.getLogger("xferkit")
 DEFAULT_TIMEOUT = 10.0
 JOURNAL_ENV = "XFERKIT_JOURNAL"
 _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
+_NEVER_SENT = TransferStatus.PENDING  # recorded before any send: IN_FLIGHT is durable first
 
 
 DEFAULT_RESUME_CONCURRENCY = 16
@@ -624,10 +625,13 @@ class Client:
             finally:
                 slots.release()
 
+        # Intents that may have been sent start first: a never-sent HTX intent waits for an
+        # identical one only while somebody drives it, so the latter must be under way.
+        order = sorted(range(len(intents)), key=lambda i: intents[i].status is _NEVER_SENT)
         async with anyio.create_task_group() as tasks:
-            for index, intent in enumerate(intents):
+            for index in order:
                 await slots.acquire()
-                tasks.start_soon(settle, index, intent)
+                tasks.start_soon(settle, index, intents[index])
         return [r for r in receipts if r is not None]
 
     async def _resume_one(

@@ -43,7 +43,14 @@ from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
-from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError
+from .journal._base import (
+    Intent,
+    IntentId,
+    Journal,
+    LeaseLostError,
+    StoredError,
+    lease_available,
+)
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
@@ -133,6 +140,8 @@ class _Progress:
     maybe_executed: bool
     sent_this_call: int = 0
     budget_spent: int = 0
+    # Driven by resume(): an identical unresolved intent that nobody drives is not waited for.
+    sweep: bool = False
     # When (monotonic) the claim wrote the next attempt to the journal, leasing the intent;
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
@@ -334,7 +343,7 @@ class Engine:
         if not claim.owned:
             return None
         try:
-            return await self._drive(runtime, claim.intent, owner, deadline_at)
+            return await self._drive(runtime, claim.intent, owner, deadline_at, sweep=True)
         except LeaseLostError:
             return None  # taken over by another worker, which settles it
 
@@ -431,10 +440,12 @@ class Engine:
         *,
         fresh: bool = False,
         spec: TransferSpec | None = None,
+        sweep: bool = False,
     ) -> Receipt:
         """Drive a claimed intent; ``fresh`` if this call's claim created it (nothing sent).
 
-        ``spec`` is the intent's parsed ``params``, when the caller has it at hand.
+        ``spec`` is the intent's parsed ``params``, when the caller has it at hand; ``sweep``
+        if `resume()` drives it.
         """
         done = anyio.Event()
         self._driving[intent.id] = done
@@ -446,6 +457,7 @@ class Engine:
             intent=intent,
             spec=spec or TransferSpec.from_canonical_json(intent.params),
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
+            sweep=sweep,
             attempt_recorded_at=(
                 self._clock.monotonic()
                 if fresh and intent.status is TransferStatus.IN_FLIGHT
@@ -538,7 +550,7 @@ class Engine:
                 if progress.intent.status is TransferStatus.PENDING:
                     # Not under the lock: the unresolved identical intent's own drive (a
                     # resume() running beside this call) needs it to settle.
-                    await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
+                    await self._wait_for_identical(venue, progress, deadline_at)
                 async with lock:
                     if progress.intent.status is TransferStatus.PENDING:
                         await self._wait_for_spacing(group)
@@ -626,14 +638,23 @@ class Engine:
         ]
 
     async def _wait_for_identical(
-        self, venue: LedgerVenue, intent: Intent, spec: TransferSpec, deadline_at: float | None
+        self, venue: LedgerVenue, progress: _Progress, deadline_at: float | None
     ) -> None:
-        """Wait until no identical transfer is unresolved (here or in the journal)."""
+        """Wait until no identical transfer is unresolved (here or in the journal).
+
+        A call waits up to its deadline: a `resume()` running beside it may settle the other
+        one. A sweep waits only while a worker drives one of them: an intent the sweep could
+        not settle stays unresolved, and waiting for it would never end (a sweep may have no
+        deadline). The intent is then left unsent, for a later call or sweep.
+        """
+        intent = progress.intent
         while True:
-            blocking = await self._identical_unresolved(intent, spec)
+            blocking = await self._identical_unresolved(intent, progress.spec)
             if not blocking:
                 return
-            if deadline_at is not None and self._clock.monotonic() >= deadline_at:
+            now = _utc(self._clock)
+            parked = progress.sweep and all(lease_available(b, now) for b in blocking)
+            if parked or (deadline_at is not None and self._clock.monotonic() >= deadline_at):
                 raise TransferOutcomeUnknownError(
                     intent.key,
                     venue.name,
