@@ -207,3 +207,70 @@ async def test_a_clean_success_owns_its_ledger_row_across_clients(
     assert two.status is TransferStatus.SUCCEEDED
     assert two.confirmed_by is Confirmation.VENUE  # sent again, not matched to "one"'s row
     assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 2
+
+
+class LateAnswers(httpx.AsyncBaseTransport):
+    """Delivers each transfer answer ``seconds`` of virtual time after the venue committed."""
+
+    def __init__(self, fake: FakeHTX, clock: VirtualClock, seconds: float) -> None:
+        self.inner = FakeTransport(fake)
+        self.clock = clock
+        self.seconds = seconds
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.url.path == "/v2/account/transfer":
+            self.clock.advance(self.seconds)
+        return response
+
+
+async def test_a_lost_answer_right_after_an_identical_clean_success_settles_by_the_ledger(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """Client 1 moves 25 usdt cleanly, its answer arriving 3 s after the commit; a second
+    later client 2 moves the same 25 usdt, which executes but whose answer is lost. Client
+    1's row may lie before client 2's search window or inside it: the window reaches back to
+    hold it whole, counts it as client 1's, and client 2's own row settles it at once.
+    Before, that doubt left client 2's transfer UNKNOWN for good."""
+    async with (
+        httpx.AsyncClient(transport=LateAnswers(fake_htx, clock, 3.0)) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET),
+            journal=journal,
+            http_client=http_client,
+            clock=clock,
+            retry=xferkit.RetryPolicy(deadline=DEADLINE),
+        ) as first,
+    ):
+        await first.transfer("htx", **args("25"), key="one")
+    await clock.sleep(1)
+    await journal.open()  # the first client closed it
+    plan.force(Fault.DROP_AFTER)
+    async with client_on(fake_htx, clock, journal) as second:
+        two = await second.transfer("htx", **args("25"), key="two")
+    assert two.status is TransferStatus.SUCCEEDED
+    assert two.confirmed_by is Confirmation.LEDGER
+    assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(25)) == 2
+
+
+async def test_resume_does_not_wait_forever_behind_an_intent_it_cannot_settle(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """X (25 usdt) executed, its answer lost, and its ledger row carries a transferType xferkit
+    does not know: it stays UNKNOWN. Y, identical, gave up waiting for it unsent. A sweep with
+    no deadline settles what it can and returns, leaving Y unsent (PENDING) behind X, instead
+    of waiting for X forever."""
+    fake_htx.transfer_types[("spot", "linear-swap")] = "spot-to-unified-account"
+    plan.force(Fault.DROP_AFTER)
+    async with client_on(fake_htx, clock, journal) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer("htx", **args("25"), key="x")
+        with pytest.raises(xferkit.TransferOutcomeUnknownError, match="not sent yet"):
+            await client.transfer("htx", **args("25"), key="y")
+        with anyio.fail_after(30):  # real seconds
+            receipts = await client.resume()
+    assert {r.key: r.status for r in receipts} == {
+        "x": TransferStatus.UNKNOWN,
+        "y": TransferStatus.PENDING,
+    }
+    assert len(fake_htx.audit) == 1
