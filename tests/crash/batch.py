@@ -19,6 +19,7 @@ import anyio
 import attrs
 
 import xferkit
+from xferkit.venues.htx import DEFAULT_SETTLE_SECONDS
 
 XT_API_KEY = "crash-xt-api-key-0001"
 XT_SECRET = "crash-xt-secret-5e1f"
@@ -101,10 +102,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         HTX_SECRET,
         base_url=args.htx_url,
         rate_limit=1000,
-        settle_seconds=0.3,
-        ledger_margin_seconds=0.5,
+        settle_seconds=args.settle_seconds,
     )
-    retry = xferkit.RetryPolicy(max_attempts=4, initial_backoff=0.02, max_backoff=0.2, deadline=5)
+    retry = xferkit.RetryPolicy(
+        max_attempts=4, initial_backoff=0.02, max_backoff=0.2, deadline=args.deadline
+    )
     outcomes: dict[str, str] = {}
     async with xferkit.Client(
         xt, htx, journal=args.journal, timeout=0.25, retry=retry, lease_seconds=LEASE_SECONDS
@@ -152,6 +154,8 @@ def main() -> None:
     parser.add_argument("--xt-keys", type=int, default=100)
     parser.add_argument("--htx-keys", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--settle-seconds", type=float, default=DEFAULT_SETTLE_SECONDS)
+    parser.add_argument("--deadline", type=float, default=8.0, help="RetryPolicy.deadline")
     emit(anyio.run(run, parser.parse_args()))
 
 

@@ -29,6 +29,7 @@ import xferkit
 from xferkit import TransferStatus
 from xferkit.journal import Intent
 from xferkit.testing import FakeHTX, FakeXT, FaultPlan, LoopbackServer, serve
+from xferkit.venues.htx import DEFAULT_SETTLE_SECONDS, MIN_SETTLE_SECONDS
 
 from .batch import (
     HTX_ACCESS_KEY,
@@ -75,11 +76,26 @@ def executed(fake_xt: FakeXT, fake_htx: FakeHTX) -> int:
     return len(fake_xt.audit) + len(fake_htx.audit)
 
 
+@attrs.frozen
+class Settings:
+    """What the child's client is configured with."""
+
+    deadline: float
+    settle_seconds: float
+
+
+# A trading engine's deadline (shorter than HTX's default settle window) with the default
+# window, as users run it; and a long deadline with the shortest window allowed.
+USER_SETTINGS = Settings(deadline=8.0, settle_seconds=DEFAULT_SETTLE_SECONDS)
+SHORT_SETTLE = Settings(deadline=5.0, settle_seconds=MIN_SETTLE_SECONDS)
+
+
 async def run_round(
     server: LoopbackServer,
     journal: Path,
     fakes: tuple[FakeXT, FakeHTX],
     kill_after: float | None,
+    settings: Settings,
 ) -> Round:
     """Run the batch child once; SIGKILL it ``kill_after`` seconds after it has started."""
     pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
@@ -88,6 +104,7 @@ async def run_round(
         "--xt-url", server.url("xt"), "--htx-url", server.url("htx"),
         "--journal", str(journal), "--seed", str(SEED),
         "--xt-keys", str(XT_KEYS), "--htx-keys", str(HTX_KEYS),
+        "--deadline", str(settings.deadline), "--settle-seconds", str(settings.settle_seconds),
     ]  # fmt: skip
     events: list[dict[str, Any]] = []
     stderr = bytearray()
@@ -249,8 +266,10 @@ def check_exactly_once(
 
 
 @pytest.mark.slow
-async def test_sigkilled_rounds_resume_to_exactly_once(tmp_path: Path) -> None:
-    """Five SIGKILLed faulted rounds, then a clean one: every key executed exactly once."""
+@pytest.mark.parametrize("settings", [USER_SETTINGS, SHORT_SETTLE], ids=["user", "short-settle"])
+async def test_sigkilled_rounds_resume_to_exactly_once(tmp_path: Path, settings: Settings) -> None:
+    """Five SIGKILLed faulted rounds, then a clean one: every key executed exactly once, with
+    a trading engine's deadline and HTX's default settle window as with a short window."""
     rng = random.Random(SEED)
     plan = FaultPlan(rate=0.3, seed=SEED)
     fake_xt = FakeXT(api_key=XT_API_KEY, secret=XT_SECRET, faults=plan)
@@ -262,15 +281,16 @@ async def test_sigkilled_rounds_resume_to_exactly_once(tmp_path: Path) -> None:
     async with serve(fake_xt, fake_htx, slow_seconds=0.3) as server:
         while sum(r.killed for r in rounds) < KILLED_ROUNDS:
             assert len(rounds) < MAX_ROUNDS, [(r.returncode, r.seconds) for r in rounds]
-            result = await run_round(server, journal, fakes, rng.uniform(*KILL_AFTER))
+            result = await run_round(server, journal, fakes, rng.uniform(*KILL_AFTER), settings)
             assert result.killed or result.returncode == 0, result.stderr
             if result.killed:
                 snapshots.append(await read_journal(journal))
             rounds.append(result)
         plan.enabled = False
-        final = await run_round(server, journal, fakes, None)
+        final = await run_round(server, journal, fakes, None, settings)
         if final.returncode == 0 and final.summary is not None and final.summary["unresolved"]:
-            final = await run_round(server, journal, fakes, None)  # leases of the killed child
+            # Leases of the killed child were still live: once more.
+            final = await run_round(server, journal, fakes, None, settings)
         assert final.returncode == 0, final.stderr
 
     # The kills landed mid-flight: a killed child had moved money and left intents unsettled.

@@ -39,12 +39,11 @@ async def test_randomly_cancelled_transfers_settle_exactly_once(tmp_path: Path) 
             API_KEY,
             SECRET,
             base_url=server.url("htx"),
-            rate_limit=10_000,
-            settle_seconds=0.1,
-            ledger_margin_seconds=0.2,
+            rate_limit=10_000,  # HTX's default settle window and ledger margin
         )
+        # A trading engine's deadline, shorter than the settle window.
         policy = xferkit.RetryPolicy(
-            max_attempts=4, initial_backoff=0.01, max_backoff=0.05, deadline=None
+            max_attempts=4, initial_backoff=0.01, max_backoff=0.05, deadline=8
         )
         async with xferkit.Client(
             xt, htx, journal=tmp_path / "journal.sqlite3", timeout=0.15, retry=policy

@@ -31,6 +31,7 @@ import anyio.to_thread
 import attrs
 
 import xferkit
+from xferkit.venues.htx import DEFAULT_SETTLE_SECONDS
 
 XT_API_KEY = "fleet-xt-api-key-0001"
 XT_SECRET = "fleet-xt-secret-77c1"
@@ -156,8 +157,7 @@ def build_client(args: argparse.Namespace) -> xferkit.Client:
         HTX_SECRET,
         base_url=args.htx_url,
         rate_limit=1000,
-        settle_seconds=0.3,
-        ledger_margin_seconds=0.5,
+        settle_seconds=args.settle_seconds,
     )
     retry = xferkit.RetryPolicy(
         max_attempts=args.max_attempts,
@@ -261,6 +261,7 @@ def main() -> None:
     parser.add_argument("--no-oversized", action="store_true", help="no refused transfers")
     parser.add_argument("--max-attempts", type=int, default=6)
     parser.add_argument("--deadline", type=float, default=20.0)
+    parser.add_argument("--settle-seconds", type=float, default=DEFAULT_SETTLE_SECONDS)
     parser.add_argument("--wait-for-go", action="store_true", help="start on a line on stdin")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter())
