@@ -38,6 +38,8 @@ from ._exceptions import (
     VenueUnavailableError,
 )
 from ._models import Confirmation, Receipt, TransferStatus
+from ._movement import free as free_turn
+from ._movement import take_turn
 from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
@@ -51,7 +53,6 @@ __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
 _log = logging.getLogger("xferkit")
 
 DEFAULT_LEASE_SECONDS = 60.0
-_UNRESOLVED = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
 _WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
 
 
@@ -270,8 +271,6 @@ class Engine:
         self._drives = itertools.count(1)
         self._driving: dict[IntentId, anyio.Event] = {}
         self._drive_deadlines: dict[IntentId, float | None] = {}  # deadline_at of each drive above
-        self._group_locks: dict[tuple[object, ...], anyio.Lock] = {}
-        self._group_free_at: dict[tuple[object, ...], float] = {}
         self._reconciler = Reconciler(
             journal=journal, transport=transport, clock=clock, timeout=timeout
         )
@@ -298,7 +297,7 @@ class Engine:
         # On a venue that de-duplicates, the claim also records the first attempt (IN_FLIGHT,
         # counted), which has to be durable before the send anyway: one journal write fewer
         # per transfer. A ledger venue's claim stays PENDING: until it is sent, it must not
-        # hold back identical movements (`_wait_for_identical`).
+        # hold back identical movements (`_movement`).
         first_attempt = venue.ambiguity_policy is AmbiguityPolicy.RESEND
         intent = Intent(
             key=key,
@@ -525,31 +524,29 @@ class Engine:
     ) -> Outcome | _Exhausted:
         """Send on a venue without idempotency keys: reconcile before any resend.
 
-        At most one unresolved intent per (accounts, currency, amount) is in flight from this
-        client, so a ledger row matches one intent only; later ones wait their turn.
+        At most one intent per (account, accounts, currency, amount) is unresolved in the
+        whole journal, so a ledger row matches one intent only: a new one takes its
+        movement's turn first, waiting while an identical one is unresolved (`_movement`).
         """
         venue = runtime.venue
         assert isinstance(venue, LedgerVenue)  # noqa: S101 - RECONCILE venues read a ledger
-        spec = progress.spec
-        group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
-        lock = self._group_locks.setdefault(group, anyio.Lock())
+        if progress.intent.status is TransferStatus.PENDING:
+            await take_turn(
+                self._journal,
+                self._clock,
+                progress.intent,
+                owner=owner,
+                lease_seconds=self._lease_seconds,
+                deadline_at=deadline_at,
+            )
         try:
-            while True:
-                if progress.intent.status is TransferStatus.PENDING:
-                    # Not under the lock: the unresolved identical intent's own drive (a
-                    # resume() running beside this call) needs it to settle.
-                    await self._wait_for_identical(venue, progress.intent, spec, deadline_at)
-                async with lock:
-                    if progress.intent.status is TransferStatus.PENDING:
-                        await self._wait_for_spacing(group)
-                        if await self._identical_unresolved(progress.intent, spec):
-                            continue  # one became unresolved meanwhile: wait, unlocked
-                    return await self._reconciled_drive(
-                        runtime, progress, owner, deadline_at, venue=venue, spec=spec, group=group
-                    )
+            return await self._reconciled_drive(
+                runtime, progress, owner, deadline_at, venue=venue, spec=progress.spec
+            )
         finally:
-            if not lock.locked() and lock.statistics().tasks_waiting == 0:
-                self._group_locks.pop(group, None)  # one entry per movement would never shrink
+            # Keep the next identical transfer's ledger window clear of this one's row.
+            spacing = 2 * (venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000)
+            await free_turn(self._journal, progress.intent, owner=owner, spacing_seconds=spacing)
 
     async def _reconciled_drive(
         self,
@@ -560,89 +557,42 @@ class Engine:
         *,
         venue: LedgerVenue,
         spec: TransferSpec,
-        group: tuple[object, ...],
     ) -> Outcome | _Exhausted:
-        """The body of `_attempts_with_reconciliation`, under the movement's lock."""
-        try:
-            while True:
-                if progress.maybe_executed:
-                    found = await self._reconciler.find(
-                        venue,
-                        runtime.server_clock,
-                        progress.intent,
-                        spec,
-                        owner=owner,
-                        lease_seconds=self._lease_seconds,
-                        deadline_at=deadline_at,
-                        # Sent in an earlier call or process: that attempt may have run until
-                        # its lease ran out, at the latest now (a send happens only under a
-                        # live lease, and this drive holds it), so the window runs from now.
-                        attempt_ended_at=progress.attempt_ended_at
-                        if progress.sent_this_call and progress.attempt_ended_at is not None
-                        else _utc(self._clock),
-                    )
-                    _log.info(
-                        "transfer %s on %s: reconciled: %s",
-                        progress.intent.key,
-                        venue.name,
-                        found,
-                    )
-                    if isinstance(found, Found):
-                        progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
-                        return Succeeded(found.ledger_id)
-                    if isinstance(found, Unclear):
-                        return Ambiguous(reason=found.reason)
-                    progress.maybe_executed = False  # provably absent: sending is safe
-                if progress.sent_this_call >= self._policy.max_attempts:
-                    return _Exhausted(Ambiguous(reason="attempts exhausted"))
-                outcome = await self._attempts(runtime, progress, owner, deadline_at)
-                if not isinstance(outcome, Ambiguous):
-                    return outcome
-        finally:
-            # Keep the next identical transfer's ledger window clear of this one's row.
-            now = self._clock.monotonic()
-            spacing = venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000
-            for past in [g for g, free_at in self._group_free_at.items() if free_at <= now]:
-                del self._group_free_at[past]
-            self._group_free_at[group] = now + 2 * spacing
-
-    async def _wait_for_spacing(self, group: tuple[object, ...]) -> None:
-        """Keep an identical movement's ledger row out of this one's window (see the end of
-        `_reconciled_drive`); a short, bounded sleep."""
-        now = self._clock.monotonic()
-        free_at = self._group_free_at.get(group, now)
-        if free_at > now:
-            await self._clock.sleep(free_at - now)
-
-    async def _identical_unresolved(self, intent: Intent, spec: TransferSpec) -> list[Intent]:
-        """The journal's unresolved intents of this account moving exactly what ``spec`` does."""
-        return [
-            other
-            for other in await self._journal.list(
-                statuses=_UNRESOLVED, accounts=[(intent.venue, intent.account)]
-            )
-            if other.key != intent.key
-            and TransferSpec.from_canonical_json(other.params).same_movement(spec)
-        ]
-
-    async def _wait_for_identical(
-        self, venue: LedgerVenue, intent: Intent, spec: TransferSpec, deadline_at: float | None
-    ) -> None:
-        """Wait until no identical transfer is unresolved (here or in the journal)."""
+        """The body of `_attempts_with_reconciliation`, with the movement's turn."""
         while True:
-            blocking = await self._identical_unresolved(intent, spec)
-            if not blocking:
-                return
-            if deadline_at is not None and self._clock.monotonic() >= deadline_at:
-                raise TransferOutcomeUnknownError(
-                    intent.key,
-                    venue.name,
-                    f"not sent yet: identical transfer {blocking[0].key!r} is still unresolved",
+            if progress.maybe_executed:
+                found = await self._reconciler.find(
+                    venue,
+                    runtime.server_clock,
+                    progress.intent,
+                    spec,
+                    owner=owner,
+                    lease_seconds=self._lease_seconds,
+                    deadline_at=deadline_at,
+                    # Sent in an earlier call or process: that attempt may have run until
+                    # its lease ran out, at the latest now (a send happens only under a
+                    # live lease, and this drive holds it), so the window runs from now.
+                    attempt_ended_at=progress.attempt_ended_at
+                    if progress.sent_this_call and progress.attempt_ended_at is not None
+                    else _utc(self._clock),
                 )
-            pause = _WAIT_POLL_MAX
-            if deadline_at is not None:  # never sleep past the deadline
-                pause = min(pause, deadline_at - self._clock.monotonic())
-            await self._clock.sleep(pause)
+                _log.info(
+                    "transfer %s on %s: reconciled: %s",
+                    progress.intent.key,
+                    venue.name,
+                    found,
+                )
+                if isinstance(found, Found):
+                    progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
+                    return Succeeded(found.ledger_id)
+                if isinstance(found, Unclear):
+                    return Ambiguous(reason=found.reason)
+                progress.maybe_executed = False  # provably absent: sending is safe
+            if progress.sent_this_call >= self._policy.max_attempts:
+                return _Exhausted(Ambiguous(reason="attempts exhausted"))
+            outcome = await self._attempts(runtime, progress, owner, deadline_at)
+            if not isinstance(outcome, Ambiguous):
+                return outcome
 
     async def _attempts(
         self,
