@@ -558,7 +558,7 @@ class Engine:
         venue: LedgerVenue,
         spec: TransferSpec,
     ) -> Outcome | _Exhausted:
-        """The body of `_attempts_with_reconciliation`, with the movement's turn."""
+        """The body of `_attempts_with_reconciliation`: reconcile, then send while absent."""
         while True:
             if progress.maybe_executed:
                 found = await self._reconciler.find(
