@@ -530,8 +530,8 @@ class PostgresJournal:
     ) -> MovementTurn:
         """Take the turn to send ``intent``'s movement.
 
-        Its own short transaction, not a group commit's: the movement's row lock
-        (``FOR UPDATE``) serialises every taker of the movement across the fleet, and a
+        Its own short transaction, not a group commit's: the movement's row lock (taken
+        first, by an upsert) serialises every taker of the movement across the fleet, and a
         transaction holding one movement's lock, never two, cannot deadlock with another.
         Times are the database's (``now()``), as for leases.
         """
@@ -541,7 +541,6 @@ class PostgresJournal:
 
         async def take(connection: Any) -> MovementTurn:
             async with connection.transaction():
-                # The row is the movement's lock; taking it first orders every taker.
                 movement = movement_of(
                     await connection.fetchval(
                         f"SELECT params FROM {table} WHERE {_WHERE_ID}",  # noqa: S608
@@ -550,15 +549,13 @@ class PostgresJournal:
                     or ""
                 )
                 where = (intent.venue, intent.account, movement)
-                await connection.execute(
-                    f"""INSERT INTO {movements} (venue, account, movement) VALUES ($1, $2, $3)
-                        ON CONFLICT DO NOTHING""",  # noqa: S608
-                    *where,
-                )
+                # One statement creates the row or locks the one there (a no-op update), and
+                # returns it: a concurrent `free_movement` deleting it cannot slip in between.
                 found = await connection.fetchrow(
-                    f"""SELECT holder_key, holder_owner, free_at FROM {movements}
-                        WHERE venue = $1 AND account = $2 AND movement = $3
-                        FOR UPDATE""",  # noqa: S608
+                    f"""INSERT INTO {movements} AS m (venue, account, movement)
+                        VALUES ($1, $2, $3) ON CONFLICT (venue, account, movement)
+                        DO UPDATE SET holder_key = m.holder_key
+                        RETURNING holder_key, holder_owner, free_at""",  # noqa: S608
                     *where,
                 )
                 # Renewed whether or not the turn is taken: a waiter is alive.
