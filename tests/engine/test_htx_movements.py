@@ -170,3 +170,50 @@ async def test_identical_transfers_of_two_clients_are_spaced_in_the_journal(
     assert y.first_sent_at is not None
     margin = xferkit.HTX(ACCESS_KEY, SECRET).ledger_margin_seconds
     assert (y.first_sent_at - x.finished_at).total_seconds() >= 2 * margin
+
+
+async def test_a_waiting_identical_transfer_ends_unsent_at_its_deadline_and_resume_sends_it_after(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """Started at the same instant as another client's identical transfer whose request is
+    lost, a transfer whose deadline ends while it waits is reported "not sent yet" and stays
+    unsent; resume() then settles the lost one first and sends the waiting one after it."""
+    plan.force(Fault.DROP_BEFORE)
+    results: dict[str, Any] = {}
+    second_decided = anyio.Event()
+    async with (
+        client_on(fake_htx, clock, journal, wait_for=second_decided) as first,
+        client_on(
+            fake_htx, clock, Watched(journal, second_decided), on_transfer=second_decided
+        ) as second,
+    ):
+
+        async def call(client: xferkit.Client, key: str, deadline: float) -> None:
+            try:
+                results[key] = await client.transfer("htx", **ARGS, key=key, deadline=deadline)
+            except xferkit.TransferOutcomeUnknownError as exc:
+                results[key] = exc
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(call, first, "x", DEADLINE)
+            tasks.start_soon(call, second, "y", 3.0)
+        unsent = await journal.get(htx_id("y"))
+        posts = sum(1 for r in fake_htx.requests if r.request.path == "/v2/account/transfer")
+        resumed = {r.key: r for r in await first.resume()}
+        x, y = await journal.get(htx_id("x")), await journal.get(htx_id("y"))
+    assert isinstance(results.get("x"), xferkit.TransferOutcomeUnknownError)
+    assert isinstance(results.get("y"), xferkit.TransferOutcomeUnknownError)
+    assert "not sent yet" in str(results["y"])
+    assert unsent is not None
+    assert (unsent.status, unsent.attempts) == (TransferStatus.PENDING, 0)
+    assert posts == 1  # x's lost request only
+    assert {key: r.status for key, r in resumed.items()} == {
+        "x": TransferStatus.SUCCEEDED,
+        "y": TransferStatus.SUCCEEDED,
+    }
+    assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 2
+    assert x is not None
+    assert x.finished_at is not None
+    assert y is not None
+    assert y.first_sent_at is not None
+    assert y.first_sent_at >= x.finished_at
