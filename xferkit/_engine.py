@@ -539,14 +539,9 @@ class Engine:
                 lease_seconds=self._lease_seconds,
                 deadline_at=deadline_at,
             )
-        try:
-            return await self._reconciled_drive(
-                runtime, progress, owner, deadline_at, venue=venue, spec=progress.spec
-            )
-        finally:
-            # Keep the next identical transfer's ledger window clear of this one's row.
-            spacing = 2 * (venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000)
-            await free_turn(self._journal, progress.intent, owner=owner, spacing_seconds=spacing)
+        return await self._reconciled_drive(
+            runtime, progress, owner, deadline_at, venue=venue, spec=progress.spec
+        )
 
     async def _reconciled_drive(
         self,
@@ -558,41 +553,46 @@ class Engine:
         venue: LedgerVenue,
         spec: TransferSpec,
     ) -> Outcome | _Exhausted:
-        """The body of `_attempts_with_reconciliation`: reconcile, then send while absent."""
-        while True:
-            if progress.maybe_executed:
-                found = await self._reconciler.find(
-                    venue,
-                    runtime.server_clock,
-                    progress.intent,
-                    spec,
-                    owner=owner,
-                    lease_seconds=self._lease_seconds,
-                    deadline_at=deadline_at,
-                    # Sent in an earlier call or process: that attempt may have run until
-                    # its lease ran out, at the latest now (a send happens only under a
-                    # live lease, and this drive holds it), so the window runs from now.
-                    attempt_ended_at=progress.attempt_ended_at
-                    if progress.sent_this_call and progress.attempt_ended_at is not None
-                    else _utc(self._clock),
-                )
-                _log.info(
-                    "transfer %s on %s: reconciled: %s",
-                    progress.intent.key,
-                    venue.name,
-                    found,
-                )
-                if isinstance(found, Found):
-                    progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
-                    return Succeeded(found.ledger_id)
-                if isinstance(found, Unclear):
-                    return Ambiguous(reason=found.reason)
-                progress.maybe_executed = False  # provably absent: sending is safe
-            if progress.sent_this_call >= self._policy.max_attempts:
-                return _Exhausted(Ambiguous(reason="attempts exhausted"))
-            outcome = await self._attempts(runtime, progress, owner, deadline_at)
-            if not isinstance(outcome, Ambiguous):
-                return outcome
+        """The body of `_attempts_with_reconciliation`; its end frees the movement's turn."""
+        try:
+            while True:
+                if progress.maybe_executed:
+                    found = await self._reconciler.find(
+                        venue,
+                        runtime.server_clock,
+                        progress.intent,
+                        spec,
+                        owner=owner,
+                        lease_seconds=self._lease_seconds,
+                        deadline_at=deadline_at,
+                        # Sent in an earlier call or process: that attempt may have run until
+                        # its lease ran out, at the latest now (a send happens only under a
+                        # live lease, and this drive holds it), so the window runs from now.
+                        attempt_ended_at=progress.attempt_ended_at
+                        if progress.sent_this_call and progress.attempt_ended_at is not None
+                        else _utc(self._clock),
+                    )
+                    _log.info(
+                        "transfer %s on %s: reconciled: %s",
+                        progress.intent.key,
+                        venue.name,
+                        found,
+                    )
+                    if isinstance(found, Found):
+                        progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
+                        return Succeeded(found.ledger_id)
+                    if isinstance(found, Unclear):
+                        return Ambiguous(reason=found.reason)
+                    progress.maybe_executed = False  # provably absent: sending is safe
+                if progress.sent_this_call >= self._policy.max_attempts:
+                    return _Exhausted(Ambiguous(reason="attempts exhausted"))
+                outcome = await self._attempts(runtime, progress, owner, deadline_at)
+                if not isinstance(outcome, Ambiguous):
+                    return outcome
+        finally:
+            # Keep the next identical transfer's ledger window clear of this one's row.
+            spacing = 2 * (venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000)
+            await free_turn(self._journal, progress.intent, owner=owner, spacing_seconds=spacing)
 
     async def _attempts(
         self,
