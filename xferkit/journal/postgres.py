@@ -540,29 +540,14 @@ class PostgresJournal:
         unresolved_statuses = [s.value for s in UNRESOLVED_STATUSES]
 
         async def take(connection: Any) -> MovementTurn:
+            # Five round trips, BEGIN and COMMIT included: a transfer waits for them before
+            # its first send.
             async with connection.transaction():
-                movement = movement_of(
-                    await connection.fetchval(
-                        f"SELECT params FROM {table} WHERE {_WHERE_ID}",  # noqa: S608
-                        *ident,
-                    )
-                    or ""
-                )
-                where = (intent.venue, intent.account, movement)
-                # One statement creates the row or locks the one there (a no-op update), and
-                # returns it: a concurrent `free_movement` deleting it cannot slip in between.
-                found = await connection.fetchrow(
-                    f"""INSERT INTO {movements} AS m (venue, account, movement)
-                        VALUES ($1, $2, $3) ON CONFLICT (venue, account, movement)
-                        DO UPDATE SET holder_key = m.holder_key
-                        RETURNING holder_key, holder_owner, free_at""",  # noqa: S608
-                    *where,
-                )
                 # Renewed whether or not the turn is taken: a waiter is alive.
                 row = await connection.fetchrow(
                     f"""UPDATE {table} SET lease_expires_at = now() + make_interval(secs => $5)
                         WHERE {_WHERE_ID} AND lease_owner = $4
-                        RETURNING {_COLUMNS}""",  # noqa: S608
+                        RETURNING {_COLUMNS}, now() AS now""",  # noqa: S608
                     *ident,
                     owner,
                     lease_seconds,
@@ -570,32 +555,47 @@ class PostgresJournal:
                 if row is None:
                     raise LeaseLostError(f"intent {intent.key!r} is no longer leased to {owner}")
                 stored = _intent(row)
-                rows = await connection.fetch(
-                    f"""SELECT key, params FROM {table} WHERE venue = $1 AND account = $2
-                        AND status = ANY($3::text[]) AND key <> $4""",  # noqa: S608
-                    intent.venue,
-                    intent.account,
-                    unresolved_statuses,
-                    intent.key,
+                where = (intent.venue, intent.account, movement_of(stored.params))
+                # One statement creates the row or locks the one there (a no-op update), and
+                # returns it: a concurrent `free_movement` deleting it cannot slip in between.
+                # Every taker of the movement queues here, so what is read below is settled.
+                found = await connection.fetchrow(
+                    f"""INSERT INTO {movements} AS m (venue, account, movement)
+                        VALUES ($1, $2, $3) ON CONFLICT (venue, account, movement)
+                        DO UPDATE SET holder_key = m.holder_key
+                        RETURNING holder_key, holder_owner, free_at""",  # noqa: S608
+                    *where,
                 )
-                unresolved = [r["key"] for r in rows if movement_of(r["params"]) == movement]
                 hold = MovementHold(
                     holder_key=found["holder_key"],
                     holder_owner=found["holder_owner"],
                     free_at=found["free_at"],
                 )
-                holder = None
-                if hold.holder_key is not None:
-                    held = await connection.fetchrow(
-                        f"SELECT {_COLUMNS} FROM {table} WHERE {_WHERE_ID}",  # noqa: S608
+                # The account's other unresolved intents, and the turn's holder.
+                others = [
+                    _intent(r)
+                    for r in await connection.fetch(
+                        f"""SELECT {_COLUMNS} FROM {table} WHERE venue = $1 AND account = $2
+                            AND key <> $3 AND (status = ANY($4::text[]) OR key = $5)""",  # noqa: S608
                         intent.venue,
                         intent.account,
+                        intent.key,
+                        unresolved_statuses,
                         hold.holder_key,
                     )
-                    holder = _intent(held) if held is not None else None
-                now = await connection.fetchval("SELECT now()")
+                ]
                 turn = movement_turn(
-                    stored, owner=owner, unresolved=unresolved, hold=hold, holder=holder, now=now
+                    stored,
+                    owner=owner,
+                    unresolved=[
+                        other.key
+                        for other in others
+                        if other.status in UNRESOLVED_STATUSES
+                        and movement_of(other.params) == where[2]
+                    ],
+                    hold=hold,
+                    holder=next((o for o in others if o.key == hold.holder_key), None),
+                    now=row["now"],
                 )
                 if turn.taken:
                     await connection.execute(
@@ -617,29 +617,27 @@ class PostgresJournal:
         where = (intent.venue, intent.account, movement_of(intent.params))
 
         async def free(connection: Any) -> None:
-            async with connection.transaction():
-                await connection.execute(
-                    f"""INSERT INTO {movements} AS m (venue, account, movement, free_at)
-                        VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-                        ON CONFLICT (venue, account, movement) DO UPDATE SET
-                        free_at = greatest(m.free_at, excluded.free_at),
-                        holder_key = CASE WHEN m.holder_key = $5 AND m.holder_owner = $6
-                            THEN NULL ELSE m.holder_key END,
-                        holder_owner = CASE WHEN m.holder_key = $5 AND m.holder_owner = $6
-                            THEN NULL ELSE m.holder_owner END""",  # noqa: S608
-                    *where,
-                    spacing_seconds,
-                    intent.key,
-                    owner,
-                )
-                await connection.execute(
-                    f"""DELETE FROM {movements} WHERE (venue, account, movement) IN (
-                        SELECT venue, account, movement FROM {movements}
-                        WHERE venue = $1 AND account = $2 AND holder_key IS NULL
-                        AND free_at < now() FOR UPDATE SKIP LOCKED)""",  # noqa: S608
-                    intent.venue,
-                    intent.account,
-                )
+            # One statement, so one round trip: it runs after the send, before the answer.
+            await connection.execute(
+                f"""WITH gone AS (
+                        DELETE FROM {movements} WHERE (venue, account, movement) IN (
+                            SELECT venue, account, movement FROM {movements}
+                            WHERE venue = $1 AND account = $2 AND movement <> $3
+                            AND holder_key IS NULL AND free_at < now()
+                            FOR UPDATE SKIP LOCKED))
+                    INSERT INTO {movements} AS m (venue, account, movement, free_at)
+                    VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                    ON CONFLICT (venue, account, movement) DO UPDATE SET
+                    free_at = greatest(m.free_at, excluded.free_at),
+                    holder_key = CASE WHEN m.holder_key = $5 AND m.holder_owner = $6
+                        THEN NULL ELSE m.holder_key END,
+                    holder_owner = CASE WHEN m.holder_key = $5 AND m.holder_owner = $6
+                        THEN NULL ELSE m.holder_owner END""",  # noqa: S608
+                *where,
+                spacing_seconds,
+                intent.key,
+                owner,
+            )
 
         await self._run(free)
 
