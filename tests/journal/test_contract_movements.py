@@ -3,19 +3,22 @@ on every backend: at most one unresolved intent per account and movement, atomic
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import anyio
 import attrs
 import pytest
 
-from xferkit import PostgresJournal, TransferStatus
+from xferkit import PostgresJournal, SqliteJournal, TransferStatus
 from xferkit.journal import Intent, Journal, LeaseLostError, MovementTurn, movement_of
 from xferkit.testing import VirtualClock
 from xferkit.venues._base import TransferSpec
 
+from ..postgres import drop_schema, require_postgres, unique_schema
 from .conftest import ExpireLeases
 
 LEASE = 30.0
@@ -189,3 +192,57 @@ async def test_of_many_concurrent_takers_of_one_movement_exactly_one_wins(
     winners = [key for key, turn in turns.items() if turn.taken]
     assert len(winners) == 1
     assert {turn.blocker for turn in turns.values() if not turn.taken} == set(winners)
+
+
+async def test_a_schema_2_sqlite_journal_gains_movements_and_keeps_its_intents(
+    tmp_path: Path,
+) -> None:
+    """A journal file from before movements were tracked (schema 2) is migrated when opened:
+    its intents are kept and an unresolved one blocks an identical new one at once."""
+    path = tmp_path / "journal.sqlite3"
+    old = SqliteJournal(path)
+    await old.open()
+    sent = attrs.evolve(htx_intent("a"), status=TransferStatus.UNKNOWN, attempts=1)
+    await old.claim(sent, owner="a", lease_seconds=LEASE)
+    await old.aclose()
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE movements")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    journal = SqliteJournal(path)
+    await journal.open()
+    try:
+        b = await claimed(journal, htx_intent("b"))
+        assert await take(journal, b) == MovementTurn(taken=False, blocker="a")
+    finally:
+        await journal.aclose()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
+
+
+async def test_a_schema_2_postgres_journal_gains_movements_and_keeps_its_intents() -> None:
+    """A PostgreSQL schema from before movements were tracked (version 2) is migrated when
+    opened: its intents are kept and an unresolved one blocks an identical new one at once."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    try:
+        old = PostgresJournal(dsn, schema=schema)
+        await old.open()
+        sent = attrs.evolve(htx_intent("a"), status=TransferStatus.UNKNOWN, attempts=1)
+        await old.claim(sent, owner="a", lease_seconds=LEASE)
+        await old._run(lambda c: c.execute(f"DROP TABLE {schema}.movements"))
+        await old._run(lambda c: c.execute(f"UPDATE {schema}.meta SET version = 2"))  # noqa: S608
+        await old.aclose()
+        journal = PostgresJournal(dsn, schema=schema)
+        await journal.open()
+        try:
+            b = await claimed(journal, htx_intent("b"))
+            assert await take(journal, b) == MovementTurn(taken=False, blocker="a")
+            version = await journal._run(
+                lambda c: c.fetchval(f"SELECT max(version) FROM {schema}.meta")  # noqa: S608
+            )
+        finally:
+            await journal.aclose()
+    finally:
+        await drop_schema(dsn, schema)
+    assert version == 3
