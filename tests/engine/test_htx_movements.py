@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,9 @@ from .conftest import HTX_SECRET as SECRET
 from .conftest import htx_id
 
 DEADLINE = 8.0  # shorter than HTX's default settle window: a lost answer ends UNKNOWN
+# The least time between a transfer's last send and an identical one's first: twice HTX's
+# default ledger margin (the clock uncertainty adds to it).
+SPACING = timedelta(seconds=2 * xferkit.HTX(ACCESS_KEY, SECRET).ledger_margin_seconds)
 
 
 @pytest.fixture
@@ -145,10 +149,11 @@ async def test_a_second_client_waits_for_the_firsts_lost_identical_transfer_unti
     assert results["y"].status is TransferStatus.SUCCEEDED
     assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 2
     assert x is not None
-    assert x.finished_at is not None
+    assert x.last_sent_at is not None
     assert y is not None
     assert y.first_sent_at is not None
-    assert y.first_sent_at >= x.finished_at  # never sent beside the unresolved x
+    # Not sent beside the unresolved x, nor within the spacing after its drive ended.
+    assert y.first_sent_at - x.last_sent_at >= SPACING
 
 
 async def test_identical_transfers_of_two_clients_are_spaced_in_the_journal(
@@ -165,11 +170,10 @@ async def test_identical_transfers_of_two_clients_are_spaced_in_the_journal(
         x = await journal.get(htx_id("x"))
         y = await journal.get(htx_id("y"))
     assert x is not None
-    assert x.finished_at is not None
+    assert x.last_sent_at is not None
     assert y is not None
     assert y.first_sent_at is not None
-    margin = xferkit.HTX(ACCESS_KEY, SECRET).ledger_margin_seconds
-    assert (y.first_sent_at - x.finished_at).total_seconds() >= 2 * margin
+    assert y.first_sent_at - x.last_sent_at >= SPACING
 
 
 async def test_a_waiting_identical_transfer_ends_unsent_at_its_deadline_and_resume_sends_it_after(
@@ -213,7 +217,7 @@ async def test_a_waiting_identical_transfer_ends_unsent_at_its_deadline_and_resu
     }
     assert fake_htx.executions_matching("spot", "linear-swap", "usdt", Decimal(25)) == 2
     assert x is not None
-    assert x.finished_at is not None
+    assert x.last_sent_at is not None
     assert y is not None
     assert y.first_sent_at is not None
-    assert y.first_sent_at >= x.finished_at
+    assert y.first_sent_at - x.last_sent_at >= SPACING

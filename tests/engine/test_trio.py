@@ -96,7 +96,7 @@ def test_identical_htx_movements_of_two_clients_take_turns_under_trio(tmp_path: 
             stored = {key: await journal.get(htx_id(key)) for key in ("x", "y")}
         finally:
             await journal.aclose()
-        sent = sorted((i.first_sent_at, i.finished_at) for i in stored.values() if i is not None)
+        sent = sorted((i.first_sent_at, i.last_sent_at) for i in stored.values() if i is not None)
         (_, first_done), (second_sent, _) = sent
         assert first_done is not None
         assert second_sent is not None
