@@ -38,6 +38,8 @@ from ._exceptions import (
     VenueUnavailableError,
 )
 from ._models import Confirmation, Receipt, TransferStatus
+from ._movement import free as free_turn
+from ._movement import take_turn
 from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
@@ -49,7 +51,6 @@ from .journal._base import (
     Journal,
     LeaseLostError,
     StoredError,
-    lease_available,
 )
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
 
@@ -58,7 +59,6 @@ __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
 _log = logging.getLogger("xferkit")
 
 DEFAULT_LEASE_SECONDS = 60.0
-_UNRESOLVED = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
 _WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
 
 
@@ -279,8 +279,6 @@ class Engine:
         self._drives = itertools.count(1)
         self._driving: dict[IntentId, anyio.Event] = {}
         self._drive_deadlines: dict[IntentId, float | None] = {}  # deadline_at of each drive above
-        self._group_locks: dict[tuple[object, ...], anyio.Lock] = {}
-        self._group_free_at: dict[tuple[object, ...], float] = {}
         self._reconciler = Reconciler(
             journal=journal, transport=transport, clock=clock, timeout=timeout
         )
@@ -307,7 +305,7 @@ class Engine:
         # On a venue that de-duplicates, the claim also records the first attempt (IN_FLIGHT,
         # counted), which has to be durable before the send anyway: one journal write fewer
         # per transfer. A ledger venue's claim stays PENDING: until it is sent, it must not
-        # hold back identical movements (`_wait_for_identical`).
+        # hold back identical movements (`_movement`).
         first_attempt = venue.ambiguity_policy is AmbiguityPolicy.RESEND
         intent = Intent(
             key=key,
@@ -537,31 +535,25 @@ class Engine:
     ) -> Outcome | _Exhausted:
         """Send on a venue without idempotency keys: reconcile before any resend.
 
-        At most one unresolved intent per (accounts, currency, amount) is in flight from this
-        client, so a ledger row matches one intent only; later ones wait their turn.
+        At most one intent per (account, accounts, currency, amount) is unresolved in the
+        whole journal, so a ledger row matches one intent only: a new one takes its
+        movement's turn first, waiting while an identical one is unresolved (`_movement`).
         """
         venue = runtime.venue
         assert isinstance(venue, LedgerVenue)  # noqa: S101 - RECONCILE venues read a ledger
-        spec = progress.spec
-        group = (venue.name, spec.from_account, spec.to_account, spec.currency, spec.amount)
-        lock = self._group_locks.setdefault(group, anyio.Lock())
-        try:
-            while True:
-                if progress.intent.status is TransferStatus.PENDING:
-                    # Not under the lock: the unresolved identical intent's own drive (a
-                    # resume() running beside this call) needs it to settle.
-                    await self._wait_for_identical(venue, progress, deadline_at)
-                async with lock:
-                    if progress.intent.status is TransferStatus.PENDING:
-                        await self._wait_for_spacing(group)
-                        if await self._identical_unresolved(progress.intent, spec):
-                            continue  # one became unresolved meanwhile: wait, unlocked
-                    return await self._reconciled_drive(
-                        runtime, progress, owner, deadline_at, venue=venue, spec=spec, group=group
-                    )
-        finally:
-            if not lock.locked() and lock.statistics().tasks_waiting == 0:
-                self._group_locks.pop(group, None)  # one entry per movement would never shrink
+        if progress.intent.status is TransferStatus.PENDING:
+            await take_turn(
+                self._journal,
+                self._clock,
+                progress.intent,
+                owner=owner,
+                lease_seconds=self._lease_seconds,
+                deadline_at=deadline_at,
+                wait_for_parked=not progress.sweep,
+            )
+        return await self._reconciled_drive(
+            runtime, progress, owner, deadline_at, venue=venue, spec=progress.spec
+        )
 
     async def _reconciled_drive(
         self,
@@ -572,9 +564,8 @@ class Engine:
         *,
         venue: LedgerVenue,
         spec: TransferSpec,
-        group: tuple[object, ...],
     ) -> Outcome | _Exhausted:
-        """The body of `_attempts_with_reconciliation`, under the movement's lock."""
+        """The body of `_attempts_with_reconciliation`; its end frees the movement's turn."""
         try:
             while True:
                 if progress.maybe_executed:
@@ -612,58 +603,8 @@ class Engine:
                     return outcome
         finally:
             # Keep the next identical transfer's ledger window clear of this one's row.
-            now = self._clock.monotonic()
-            spacing = venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000
-            for past in [g for g, free_at in self._group_free_at.items() if free_at <= now]:
-                del self._group_free_at[past]
-            self._group_free_at[group] = now + 2 * spacing
-
-    async def _wait_for_spacing(self, group: tuple[object, ...]) -> None:
-        """Keep an identical movement's ledger row out of this one's window (see the end of
-        `_reconciled_drive`); a short, bounded sleep."""
-        now = self._clock.monotonic()
-        free_at = self._group_free_at.get(group, now)
-        if free_at > now:
-            await self._clock.sleep(free_at - now)
-
-    async def _identical_unresolved(self, intent: Intent, spec: TransferSpec) -> list[Intent]:
-        """The journal's unresolved intents of this account moving exactly what ``spec`` does."""
-        return [
-            other
-            for other in await self._journal.list(
-                statuses=_UNRESOLVED, accounts=[(intent.venue, intent.account)]
-            )
-            if other.key != intent.key
-            and TransferSpec.from_canonical_json(other.params).same_movement(spec)
-        ]
-
-    async def _wait_for_identical(
-        self, venue: LedgerVenue, progress: _Progress, deadline_at: float | None
-    ) -> None:
-        """Wait until no identical transfer is unresolved (here or in the journal).
-
-        A call waits up to its deadline: a `resume()` running beside it may settle the other
-        one. A sweep waits only while a worker drives one of them: an intent the sweep could
-        not settle stays unresolved, and waiting for it would never end (a sweep may have no
-        deadline). The intent is then left unsent, for a later call or sweep.
-        """
-        intent = progress.intent
-        while True:
-            blocking = await self._identical_unresolved(intent, progress.spec)
-            if not blocking:
-                return
-            now = _utc(self._clock)
-            parked = progress.sweep and all(lease_available(b, now) for b in blocking)
-            if parked or (deadline_at is not None and self._clock.monotonic() >= deadline_at):
-                raise TransferOutcomeUnknownError(
-                    intent.key,
-                    venue.name,
-                    f"not sent yet: identical transfer {blocking[0].key!r} is still unresolved",
-                )
-            pause = _WAIT_POLL_MAX
-            if deadline_at is not None:  # never sleep past the deadline
-                pause = min(pause, deadline_at - self._clock.monotonic())
-            await self._clock.sleep(pause)
+            spacing = 2 * (venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000)
+            await free_turn(self._journal, progress.intent, owner=owner, spacing_seconds=spacing)
 
     async def _attempts(
         self,

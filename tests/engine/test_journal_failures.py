@@ -11,7 +11,7 @@ import pytest
 
 import xferkit
 from xferkit import TransferStatus
-from xferkit.journal import Claim, Intent, IntentId
+from xferkit.journal import Claim, Intent, IntentId, MovementTurn
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
 from .conftest import API_KEY, SECRET, transfer_args, xt_id
@@ -56,6 +56,14 @@ class FlakyJournal:
 
     async def adopt(self, intent_id: IntentId, *, account: str) -> Intent | None:
         return await self.inner.adopt(intent_id, account=account)
+
+    async def take_movement(
+        self, intent: Intent, *, owner: str, lease_seconds: float
+    ) -> MovementTurn:
+        return await self.inner.take_movement(intent, owner=owner, lease_seconds=lease_seconds)
+
+    async def free_movement(self, intent: Intent, *, owner: str, spacing_seconds: float) -> None:
+        await self.inner.free_movement(intent, owner=owner, spacing_seconds=spacing_seconds)
 
     async def get(self, intent_id: IntentId) -> Intent | None:
         return await self.inner.get(intent_id)

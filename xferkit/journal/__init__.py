@@ -1,6 +1,16 @@
 """Journals: where intents are made durable before anything is sent."""
 
-from ._base import LEGACY_ACCOUNT, Claim, Intent, IntentId, Journal, LeaseLostError, StoredError
+from ._base import (
+    LEGACY_ACCOUNT,
+    Claim,
+    Intent,
+    IntentId,
+    Journal,
+    LeaseLostError,
+    MovementTurn,
+    StoredError,
+    movement_of,
+)
 from .memory import MemoryJournal
 from .postgres import PostgresJournal
 from .sqlite import DEFAULT_JOURNAL_PATH, SqliteJournal
@@ -14,7 +24,9 @@ __all__ = [
     "Journal",
     "LeaseLostError",
     "MemoryJournal",
+    "MovementTurn",
     "PostgresJournal",
     "SqliteJournal",
     "StoredError",
+    "movement_of",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -19,11 +20,14 @@ from .._models import TransferStatus
 
 __all__ = [
     "LEGACY_ACCOUNT",
+    "UNRESOLVED_STATUSES",
     "Claim",
     "Intent",
     "IntentId",
     "Journal",
     "LeaseLostError",
+    "MovementHold",
+    "MovementTurn",
     "Settlement",
     "StoredError",
     "decide_claim",
@@ -33,10 +37,17 @@ __all__ = [
     "intent_from_row",
     "lease_available",
     "lease_lost",
+    "movement_of",
+    "movement_turn",
     "reopened",
     "to_timestamp",
     "with_lease",
 ]
+
+UNRESOLVED_STATUSES = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
+"""States in which an intent may have executed without xferkit knowing: its ledger row, if
+any, is unaccounted for, so no identical movement may be sent beside it
+(`Journal.take_movement`)."""
 
 
 class LeaseLostError(JournalError):
@@ -204,6 +215,96 @@ class Intent:
 
 
 @attrs.frozen(kw_only=True)
+class MovementTurn:
+    """What `Journal.take_movement` found.
+
+    ``taken``: the intent now holds its movement's turn and may be sent. Otherwise
+    ``blocker`` is the key of the identical intent that is unresolved or holds the turn, or
+    ``wait_seconds`` how long the previous identical movement's spacing still runs.
+    """
+
+    taken: bool
+    blocker: str | None = None
+    wait_seconds: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class MovementHold:
+    """A movement's row as a journal stores it: who holds its turn, and when it is free."""
+
+    holder_key: str | None = None
+    holder_owner: str | None = None
+    free_at: datetime | None = None
+
+
+def movement_of(params: str) -> str:
+    """The identical-movement key of an intent, from its canonical parameters (`Intent.params`).
+
+    Two transfers of one account with the same key look alike in a ledger (the same accounts,
+    currency and amount, as ``TransferSpec.same_movement``), so at most one of them may be
+    unresolved at a time. Derived from what every journal already stores, so intents written
+    before movements were tracked take part as they are. The amount is normalised (``25`` and
+    ``25.0`` are one movement).
+    """
+    try:
+        fields = json.loads(params)
+        amount = fields.get("amount")
+        normal = f"{Decimal(amount).normalize():f}" if amount is not None else None
+    except (ValueError, TypeError, AttributeError, InvalidOperation):
+        return json.dumps(["unreadable", params])  # a movement of its own
+    return json.dumps(
+        [fields.get("from_account"), fields.get("to_account"), fields.get("currency"), normal],
+        ensure_ascii=False,
+    )
+
+
+def movement_turn(
+    intent: Intent,
+    *,
+    owner: str,
+    unresolved: Collection[str],
+    hold: MovementHold | None,
+    holder: Intent | None,
+    now: datetime,
+) -> MovementTurn:
+    """Decide `Journal.take_movement` from what the backend read in its transaction.
+
+    ``unresolved`` are the keys of the account's other unresolved intents of the same
+    movement; ``hold`` the movement's row and ``holder`` the intent it names. A hold counts
+    while its intent is unresolved (sent: `UNRESOLVED_STATUSES`; a backend that reads
+    ``holder`` after ``unresolved`` may see it sent only here), or ``PENDING`` and leased to
+    the same drive (``holder_owner``) with a live lease: a drive that crashed or gave up before
+    sending leaves a hold nobody honours.
+    """
+    if intent.lease_owner != owner:
+        raise lease_lost(intent.key, intent.lease_owner, owner)
+    blockers = sorted(k for k in unresolved if k != intent.key)
+    if blockers:
+        return MovementTurn(taken=False, blocker=blockers[0])
+    if (
+        hold is not None
+        and holder is not None
+        and hold.holder_key is not None
+        and hold.holder_key != intent.key
+        and (holder.status in UNRESOLVED_STATUSES or _live_pending(holder, hold, now))
+    ):
+        return MovementTurn(taken=False, blocker=hold.holder_key)
+    if hold is not None and hold.free_at is not None and hold.free_at > now:
+        return MovementTurn(taken=False, wait_seconds=(hold.free_at - now).total_seconds())
+    return MovementTurn(taken=True)
+
+
+def _live_pending(holder: Intent, hold: MovementHold, now: datetime) -> bool:
+    """Whether ``holder``, not sent yet, is still being driven by the drive that took the turn."""
+    return (
+        holder.status is TransferStatus.PENDING
+        and holder.lease_owner == hold.holder_owner
+        and holder.lease_expires_at is not None
+        and holder.lease_expires_at > now
+    )
+
+
+@attrs.frozen(kw_only=True)
 class Claim:
     """What `Journal.claim` found.
 
@@ -266,6 +367,25 @@ class Journal(Protocol):
         row as now stored, or ``None`` if ``intent_id`` is not a legacy row or ``account`` already
         has an intent under its key.
         """
+
+    async def take_movement(
+        self, intent: Intent, *, owner: str, lease_seconds: float
+    ) -> MovementTurn:
+        """Take the turn to send ``intent``'s movement (`movement_of`), atomically.
+
+        For a venue without an idempotency key (HTX), where a ledger row must be one intent's:
+        taken only if no other intent of the same venue, account and movement is unresolved
+        (`UNRESOLVED_STATUSES`, or ``PENDING`` and holding the turn under a live lease) and the
+        previous identical movement's spacing (`free_movement`) has passed. Then the intent
+        holds the turn until `free_movement`. The check and the mark are one transaction, so two
+        processes on one journal never both take it. ``owner`` must hold the intent's lease,
+        which is renewed for ``lease_seconds`` (`LeaseLostError` otherwise).
+        """
+
+    async def free_movement(self, intent: Intent, *, owner: str, spacing_seconds: float) -> None:
+        """End ``intent``'s turn (if ``owner``'s drive holds it), and keep its movement from
+        being taken for ``spacing_seconds`` from now (the journal's clock), so the next
+        identical movement's ledger window cannot hold this one's row."""
 
     async def get(self, intent_id: IntentId) -> Intent | None:
         """The intent stored under ``intent_id``, if any."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import anyio
 import attrs
@@ -12,13 +12,20 @@ from .._clock import SYSTEM_CLOCK, Clock
 from .._models import TransferStatus
 from ._base import (
     LEGACY_ACCOUNT,
+    UNRESOLVED_STATUSES,
     Claim,
     Intent,
     IntentId,
+    MovementHold,
+    MovementTurn,
     decide_claim,
     decide_save,
     in_accounts,
+    lease_lost,
+    movement_of,
+    movement_turn,
     reopened,
+    with_lease,
 )
 
 __all__ = ["MemoryJournal"]
@@ -34,6 +41,7 @@ class MemoryJournal:
     def __init__(self, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock
         self._intents: dict[IntentId, Intent] = {}
+        self._movements: dict[tuple[str, str, str], MovementHold] = {}
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock.time(), tz=timezone.utc)
@@ -114,6 +122,63 @@ class MemoryJournal:
         del self._intents[intent_id]
         self._intents[adopted.id] = adopted
         return adopted
+
+    async def take_movement(
+        self, intent: Intent, *, owner: str, lease_seconds: float
+    ) -> MovementTurn:
+        """Take the turn to send ``intent``'s movement; no await between check and mark."""
+        await anyio.lowlevel.checkpoint()
+        stored = self._intents.get(intent.id)
+        if stored is None:
+            raise lease_lost(intent.key, None, owner)
+        now = self._now()
+        movement = (stored.venue, stored.account, movement_of(stored.params))
+        unresolved = [
+            other.key
+            for other in self._intents.values()
+            if (other.venue, other.account) == movement[:2]
+            and other.status in UNRESOLVED_STATUSES
+            and movement_of(other.params) == movement[2]
+        ]
+        hold = self._movements.get(movement)
+        holder = None
+        if hold is not None and hold.holder_key is not None:
+            holder = self._intents.get(IntentId(stored.venue, stored.account, hold.holder_key))
+        turn = movement_turn(
+            stored, owner=owner, unresolved=unresolved, hold=hold, holder=holder, now=now
+        )
+        self._intents[stored.id] = with_lease(
+            stored, owner=owner, now=now, lease_seconds=lease_seconds
+        )
+        if turn.taken:
+            self._movements[movement] = MovementHold(
+                holder_key=stored.key,
+                holder_owner=owner,
+                free_at=None if hold is None else hold.free_at,
+            )
+        return turn
+
+    async def free_movement(self, intent: Intent, *, owner: str, spacing_seconds: float) -> None:
+        """End ``intent``'s turn and space the next identical movement."""
+        await anyio.lowlevel.checkpoint()
+        now = self._now()
+        for past in [
+            m
+            for m, h in self._movements.items()
+            if h.holder_key is None and h.free_at is not None and h.free_at <= now
+        ]:
+            del self._movements[past]  # one entry per movement ever sent would never shrink
+        movement = (intent.venue, intent.account, movement_of(intent.params))
+        hold = self._movements.get(movement, MovementHold())
+        free_at = now + timedelta(seconds=spacing_seconds)
+        if hold.free_at is not None:
+            free_at = max(free_at, hold.free_at)
+        mine = (hold.holder_key, hold.holder_owner) == (intent.key, owner)
+        self._movements[movement] = MovementHold(
+            holder_key=None if mine else hold.holder_key,
+            holder_owner=None if mine else hold.holder_owner,
+            free_at=free_at,
+        )
 
     async def get(self, intent_id: IntentId) -> Intent | None:
         """The intent under ``intent_id``."""

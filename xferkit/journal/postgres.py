@@ -26,18 +26,23 @@ from .._exceptions import JournalError
 from .._models import TransferStatus
 from ._base import (
     LEGACY_ACCOUNT,
+    UNRESOLVED_STATUSES,
     Claim,
     Intent,
     IntentId,
     LeaseLostError,
+    MovementHold,
+    MovementTurn,
     intent_from_row,
+    movement_of,
+    movement_turn,
     reopened,
 )
 from ._group import GroupCommit, Write
 
 __all__ = ["PostgresJournal"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _T = TypeVar("_T")
 _TERMINAL = [TransferStatus.SUCCEEDED.value, TransferStatus.FAILED.value]
 _DEADLOCK_RETRIES = 5
@@ -87,6 +92,22 @@ def _schema_sql(schema: str) -> list[str]:
         f"CREATE INDEX intents_key ON {schema}.intents (key)",
         f"""CREATE UNIQUE INDEX intents_ledger_ref_v2
             ON {schema}.intents (venue, account, ledger_ref) WHERE ledger_ref IS NOT NULL""",
+    ]
+
+
+def _movements_sql(schema: str) -> list[str]:
+    """Schema 3: per (venue, account, `movement_of`), which intent holds the turn to send it
+    and when the previous one's spacing ends (`PostgresJournal.take_movement`)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {schema}.movements (
+            venue        text NOT NULL,
+            account      text NOT NULL,
+            movement     text NOT NULL,
+            holder_key   text,
+            holder_owner text,
+            free_at      timestamptz,
+            PRIMARY KEY (venue, account, movement)
+        )""",
     ]
 
 
@@ -296,15 +317,20 @@ class PostgresJournal:
                     f"SELECT max(version) FROM {self.schema}.meta"  # noqa: S608 - checked identifier
                 )
                 if version is None:
-                    for statement in _schema_sql(self.schema):
+                    for statement in [*_schema_sql(self.schema), *_movements_sql(self.schema)]:
                         await connection.execute(statement)
                     await connection.execute(
                         f"INSERT INTO {self.schema}.meta (version) VALUES ($1)",  # noqa: S608
                         SCHEMA_VERSION,
                     )
-                elif version == 1:
-                    for statement in _migration_from_1_sql(self.schema):
+                elif version < SCHEMA_VERSION:
+                    steps = _migration_from_1_sql(self.schema) if version == 1 else []
+                    for statement in [*steps, *_movements_sql(self.schema)]:
                         await connection.execute(statement)
+                    await connection.execute(
+                        f"UPDATE {self.schema}.meta SET version = $1",  # noqa: S608
+                        SCHEMA_VERSION,
+                    )
                 elif version > SCHEMA_VERSION:
                     raise JournalError(
                         f"journal schema {self.schema} has version {version}; this xferkit "
@@ -498,6 +524,122 @@ class PostgresJournal:
             return _intent(row) if row is not None else None
 
         return await self._write(adopt, key=intent_id.text())
+
+    async def take_movement(
+        self, intent: Intent, *, owner: str, lease_seconds: float
+    ) -> MovementTurn:
+        """Take the turn to send ``intent``'s movement.
+
+        Its own short transaction, not a group commit's: the movement's row lock (taken
+        first, by an upsert) serialises every taker of the movement across the fleet, and a
+        transaction holding one movement's lock, never two, cannot deadlock with another.
+        Times are the database's (``now()``), as for leases.
+        """
+        table, movements = self._table, f"{self.schema}.movements"
+        ident = _ident(intent.id)
+        unresolved_statuses = [s.value for s in UNRESOLVED_STATUSES]
+
+        async def take(connection: Any) -> MovementTurn:
+            # Five round trips, BEGIN and COMMIT included: a transfer waits for them before
+            # its first send.
+            async with connection.transaction():
+                # Renewed whether or not the turn is taken: a waiter is alive.
+                row = await connection.fetchrow(
+                    f"""UPDATE {table} SET lease_expires_at = now() + make_interval(secs => $5)
+                        WHERE {_WHERE_ID} AND lease_owner = $4
+                        RETURNING {_COLUMNS}, now() AS now""",  # noqa: S608
+                    *ident,
+                    owner,
+                    lease_seconds,
+                )
+                if row is None:
+                    raise LeaseLostError(f"intent {intent.key!r} is no longer leased to {owner}")
+                stored = _intent(row)
+                where = (intent.venue, intent.account, movement_of(stored.params))
+                # One statement creates the row or locks the one there (a no-op update), and
+                # returns it: a concurrent `free_movement` deleting it cannot slip in between.
+                # Every taker of the movement queues here, so what is read below is settled.
+                found = await connection.fetchrow(
+                    f"""INSERT INTO {movements} AS m (venue, account, movement)
+                        VALUES ($1, $2, $3) ON CONFLICT (venue, account, movement)
+                        DO UPDATE SET holder_key = m.holder_key
+                        RETURNING holder_key, holder_owner, free_at""",  # noqa: S608
+                    *where,
+                )
+                hold = MovementHold(
+                    holder_key=found["holder_key"],
+                    holder_owner=found["holder_owner"],
+                    free_at=found["free_at"],
+                )
+                # The account's other unresolved intents, and the turn's holder.
+                others = [
+                    _intent(r)
+                    for r in await connection.fetch(
+                        f"""SELECT {_COLUMNS} FROM {table} WHERE venue = $1 AND account = $2
+                            AND key <> $3 AND (status = ANY($4::text[]) OR key = $5)""",  # noqa: S608
+                        intent.venue,
+                        intent.account,
+                        intent.key,
+                        unresolved_statuses,
+                        hold.holder_key,
+                    )
+                ]
+                turn = movement_turn(
+                    stored,
+                    owner=owner,
+                    unresolved=[
+                        other.key
+                        for other in others
+                        if other.status in UNRESOLVED_STATUSES
+                        and movement_of(other.params) == where[2]
+                    ],
+                    hold=hold,
+                    holder=next((o for o in others if o.key == hold.holder_key), None),
+                    now=row["now"],
+                )
+                if turn.taken:
+                    await connection.execute(
+                        f"""UPDATE {movements} SET holder_key = $4, holder_owner = $5
+                            WHERE venue = $1 AND account = $2 AND movement = $3""",  # noqa: S608
+                        *where,
+                        intent.key,
+                        owner,
+                    )
+                return turn
+
+        return await self._run(take)
+
+    async def free_movement(self, intent: Intent, *, owner: str, spacing_seconds: float) -> None:
+        """End ``intent``'s turn and space the next identical movement (the database's clock);
+        also forgets the account's movements nobody holds whose spacing has passed (those not
+        locked right now), so the table stays small."""
+        movements = f"{self.schema}.movements"
+        where = (intent.venue, intent.account, movement_of(intent.params))
+
+        async def free(connection: Any) -> None:
+            # One statement, so one round trip: it runs after the send, before the answer.
+            await connection.execute(
+                f"""WITH gone AS (
+                        DELETE FROM {movements} WHERE (venue, account, movement) IN (
+                            SELECT venue, account, movement FROM {movements}
+                            WHERE venue = $1 AND account = $2 AND movement <> $3
+                            AND holder_key IS NULL AND free_at < now()
+                            FOR UPDATE SKIP LOCKED))
+                    INSERT INTO {movements} AS m (venue, account, movement, free_at)
+                    VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+                    ON CONFLICT (venue, account, movement) DO UPDATE SET
+                    free_at = greatest(m.free_at, excluded.free_at),
+                    holder_key = CASE WHEN m.holder_key = $5 AND m.holder_owner = $6
+                        THEN NULL ELSE m.holder_key END,
+                    holder_owner = CASE WHEN m.holder_key = $5 AND m.holder_owner = $6
+                        THEN NULL ELSE m.holder_owner END""",  # noqa: S608
+                *where,
+                spacing_seconds,
+                intent.key,
+                owner,
+            )
+
+        await self._run(free)
 
     async def get(self, intent_id: IntentId) -> Intent | None:
         """The intent under ``intent_id``."""

@@ -14,7 +14,7 @@ import sqlite3
 import sys
 from collections import Counter
 from collections.abc import Callable, Collection
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,13 +28,18 @@ from .._exceptions import JournalError
 from .._models import TransferStatus
 from ._base import (
     LEGACY_ACCOUNT,
+    UNRESOLVED_STATUSES,
     Claim,
     Intent,
     IntentId,
+    MovementHold,
+    MovementTurn,
     decide_claim,
     from_timestamp,
     intent_from_row,
     lease_lost,
+    movement_of,
+    movement_turn,
     reopened,
     to_timestamp,
     with_lease,
@@ -44,12 +49,15 @@ from ._group import GroupCommit, Write
 __all__ = ["DEFAULT_JOURNAL_PATH", "SqliteJournal"]
 
 DEFAULT_JOURNAL_PATH = Path("~/.xferkit/journal.sqlite3")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _T = TypeVar("_T")
 
 # Schema 2: an intent is identified by (venue, account, key), stored as `IntentId.text` in
 # ``id``. Schema 1 was keyed by ``key`` alone; `_migrate_from_1` keeps its rows, with the
 # account unknown (`LEGACY_ACCOUNT`).
+# Schema 3 adds ``movements``: per (venue, account, `movement_of`), which intent holds the
+# turn to send it and when the previous one's spacing ends (`SqliteJournal.take_movement`).
+# Every statement is IF NOT EXISTS, so creating it migrates a schema 2 file.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
     id               TEXT PRIMARY KEY,
@@ -79,6 +87,15 @@ CREATE INDEX IF NOT EXISTS intents_key ON intents (key);
 CREATE INDEX IF NOT EXISTS intents_account ON intents (venue, account, status);
 CREATE UNIQUE INDEX IF NOT EXISTS intents_ledger_ref ON intents (venue, account, ledger_ref)
     WHERE ledger_ref IS NOT NULL;
+CREATE TABLE IF NOT EXISTS movements (
+    venue        TEXT NOT NULL,
+    account      TEXT NOT NULL,
+    movement     TEXT NOT NULL,
+    holder_key   TEXT,
+    holder_owner TEXT,
+    free_at      TEXT,
+    PRIMARY KEY (venue, account, movement)
+);
 """
 
 _V1_COLUMNS = (
@@ -123,6 +140,12 @@ _WRITE_GROUP = (
     + " FROM (VALUES {values}) AS v WHERE true ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMN_NAMES[1:])
 )
+# The other intents of an account in `UNRESOLVED_STATUSES` (`take_movement`).
+_UNRESOLVED_OF = (
+    "SELECT key, params FROM intents WHERE venue = ? AND account = ? AND status IN "  # noqa: S608
+    f"({', '.join('?' * len(UNRESOLVED_STATUSES))}) AND key <> ?"
+)
+_NEW_MOVEMENT = "INSERT OR IGNORE INTO movements (venue, account, movement) VALUES (?, ?, ?)"
 # ON CONFLICT ... DO UPDATE arrived in SQLite 3.24 (2018); with an older library every write
 # runs alone.
 _CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
@@ -462,6 +485,8 @@ class SqliteJournal:
                     _create_schema(db)
                 elif version == 1:
                     _migrate_from_1(db)
+                elif version == 2:
+                    _create_schema(db)  # adds the movements table (schema 3)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
                 self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
@@ -556,6 +581,90 @@ class SqliteJournal:
             return adopted
 
         return await self._write(adopt, key=row_id)
+
+    async def take_movement(
+        self, intent: Intent, *, owner: str, lease_seconds: float
+    ) -> MovementTurn:
+        """Take the turn to send ``intent``'s movement: one ``BEGIN IMMEDIATE`` transaction
+        (`_run_alone`), whose write lock every process sharing the file waits for."""
+        row_id, now = intent.id.text(), self._now()
+
+        def take(db: sqlite3.Connection) -> MovementTurn:
+            stored = _select(db, row_id)
+            if stored is None:
+                raise lease_lost(intent.key, None, owner)
+            movement = movement_of(stored.params)
+            statuses = [s.value for s in UNRESOLVED_STATUSES]
+            unresolved = [
+                key
+                for key, params in db.execute(
+                    _UNRESOLVED_OF,
+                    (stored.venue, stored.account, *statuses, stored.key),
+                )
+                if movement_of(params) == movement
+            ]
+            where = (stored.venue, stored.account, movement)
+            found = db.execute(
+                "SELECT holder_key, holder_owner, free_at FROM movements "
+                "WHERE venue = ? AND account = ? AND movement = ?",
+                where,
+            ).fetchone()
+            hold = holder = None
+            if found is not None:
+                hold = MovementHold(
+                    holder_key=found[0], holder_owner=found[1], free_at=from_timestamp(found[2])
+                )
+                if hold.holder_key is not None:
+                    holder = _select(
+                        db, IntentId(stored.venue, stored.account, hold.holder_key).text()
+                    )
+            turn = movement_turn(
+                stored, owner=owner, unresolved=unresolved, hold=hold, holder=holder, now=now
+            )
+            leased = with_lease(stored, owner=owner, now=now, lease_seconds=lease_seconds)
+            db.execute(
+                "UPDATE intents SET lease_expires_at = ? WHERE id = ? AND lease_owner = ?",
+                (to_timestamp(leased.lease_expires_at), row_id, owner),
+            )
+            if turn.taken:
+                # No upsert (SQLite 3.24+): insert the row if missing, then mark it.
+                db.execute(_NEW_MOVEMENT, where)
+                db.execute(
+                    "UPDATE movements SET holder_key = ?, holder_owner = ? "
+                    "WHERE venue = ? AND account = ? AND movement = ?",
+                    (stored.key, owner, *where),
+                )
+            return turn
+
+        return await self._write(take, key=row_id)
+
+    async def free_movement(self, intent: Intent, *, owner: str, spacing_seconds: float) -> None:
+        """End ``intent``'s turn and space the next identical movement; also forgets the
+        account's movements nobody holds whose spacing has passed, so the table stays small."""
+        now = self._now()
+        row_id, movement = intent.id.text(), movement_of(intent.params)
+        free_at = to_timestamp(now + timedelta(seconds=spacing_seconds))
+        where = (intent.venue, intent.account)
+
+        def free(db: sqlite3.Connection) -> None:
+            db.execute(
+                "DELETE FROM movements WHERE venue = ? AND account = ? AND holder_key IS NULL "
+                "AND free_at < ?",
+                (*where, to_timestamp(now)),
+            )
+            db.execute(_NEW_MOVEMENT, (*where, movement))
+            # Every right-hand side reads the row as it was before this UPDATE.
+            db.execute(
+                "UPDATE movements SET free_at = max(coalesce(free_at, ''), ?), "
+                "holder_key = CASE WHEN holder_key = ? AND holder_owner = ? THEN NULL "
+                "ELSE holder_key END, "
+                "holder_owner = CASE WHEN holder_key = ? AND holder_owner = ? THEN NULL "
+                "ELSE holder_owner END "
+                "WHERE venue = ? AND account = ? AND movement = ?",
+                (free_at, intent.key, owner, intent.key, owner, *where, movement),
+            )
+
+        await self._write(free, key=row_id)
 
     async def get(self, intent_id: IntentId) -> Intent | None:
         """The intent under ``intent_id``."""
