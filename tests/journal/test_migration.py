@@ -100,7 +100,7 @@ async def test_an_upgraded_sqlite_journal_keeps_every_row_with_its_account_unkno
     assert {r.account for r in rows} == {LEGACY_ACCOUNT}
     assert stored is not None
     assert stored.token == xt().legacy_token("xt-open")  # its bizId is kept
-    assert sqlite3.connect(v1_journal).execute("PRAGMA user_version").fetchone() == (2,)
+    assert sqlite3.connect(v1_journal).execute("PRAGMA user_version").fetchone() == (3,)
 
 
 async def send_as_xferkit_0_1(
@@ -239,4 +239,4 @@ async def test_an_upgraded_postgres_journal_keeps_every_row() -> None:
     }
     assert adopted is not None
     assert [r.key for r in mine] == ["xt-open"]
-    assert version == 2
+    assert version == 3

@@ -44,12 +44,12 @@ from ._group import GroupCommit, Write
 __all__ = ["DEFAULT_JOURNAL_PATH", "SqliteJournal"]
 
 DEFAULT_JOURNAL_PATH = Path("~/.xferkit/journal.sqlite3")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _T = TypeVar("_T")
 
 # Schema 2: an intent is identified by (venue, account, key), stored as `IntentId.text` in
 # ``id``. Schema 1 was keyed by ``key`` alone; `_migrate_from_1` keeps its rows, with the
-# account unknown (`LEGACY_ACCOUNT`).
+# account unknown (`LEGACY_ACCOUNT`). Schema 3 adds ``attempts_end_by`` (`_migrate_from_2`).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
     id               TEXT PRIMARY KEY,
@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS intents (
     finished_at      TEXT,
     lease_owner      TEXT,
     lease_expires_at TEXT,
-    settlement       TEXT
+    settlement       TEXT,
+    attempts_end_by  TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_status ON intents (status, created_at);
 CREATE INDEX IF NOT EXISTS intents_key ON intents (key);
@@ -86,7 +87,9 @@ _V1_COLUMNS = (
     "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
     "lease_owner, lease_expires_at"
 )
-_COLUMNS = f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement"
+_COLUMNS = (
+    f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement, attempts_end_by"
+)
 _WIDTH = len(_COLUMNS.split(", "))
 _UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * _WIDTH)})"  # noqa: S608
 # A save writes every column but the id, and only while the saver holds the lease.
@@ -151,6 +154,7 @@ def _row(intent: Intent) -> tuple[object, ...]:
         intent.lease_owner,
         to_timestamp(intent.lease_expires_at),
         intent.settlement.to_json() if intent.settlement else None,
+        to_timestamp(intent.attempts_end_by),
     )
 
 
@@ -183,11 +187,17 @@ def _migrate_from_1(db: sqlite3.Connection) -> None:
                 LEGACY_ACCOUNT,
                 *row[2:],
                 None,  # no settlement
+                None,  # attempts_end_by: unknown
             )
             for row in db.execute(f"SELECT {_V1_COLUMNS} FROM intents_v1")  # noqa: S608
         ),
     )
     db.execute("DROP TABLE intents_v1")
+
+
+def _migrate_from_2(db: sqlite3.Connection) -> None:
+    """Schema 2 to 3: ``attempts_end_by`` (`Intent.attempts_end_by`), unknown on old rows."""
+    db.execute("ALTER TABLE intents ADD COLUMN attempts_end_by TEXT")
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
@@ -461,7 +471,9 @@ class SqliteJournal:
                 if version == 0:
                     _create_schema(db)
                 elif version == 1:
-                    _migrate_from_1(db)
+                    _migrate_from_1(db)  # straight to the current schema
+                elif version == 2:
+                    _migrate_from_2(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
                 self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
