@@ -42,6 +42,7 @@ from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Su
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
+from ._settle_from import before_send, inherited, latest, on_stop
 from ._transport import SendError, Transport
 from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
@@ -137,8 +138,12 @@ class _Progress:
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
     # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
-    # may commit a transfer until then, so a ledger's settle window counts from here.
+    # may commit a transfer until then, so a ledger's settle window counts from here. None
+    # while an attempt is on the wire.
     attempt_ended_at: datetime | None = None
+    # The latest an earlier call's or process's attempts can have ended (`_settle_from`),
+    # when the intent may have executed before this drive.
+    inherited_end: datetime | None = None
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -314,6 +319,8 @@ class Engine:
             first_sent_at=now if first_attempt else None,
             last_sent_at=now if first_attempt else None,
         )
+        if first_attempt:
+            intent = attrs.evolve(intent, attempts_end_by=self._before_send(intent, now))
         return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
 
     async def resume(
@@ -452,6 +459,8 @@ class Engine:
                 else None
             ),
         )
+        if progress.maybe_executed:
+            progress.inherited_end = inherited(intent, now=_utc(self._clock), timeout=self._timeout)
         settled = False
         try:
             if runtime.venue.ambiguity_policy is AmbiguityPolicy.RESEND:
@@ -493,10 +502,29 @@ class Engine:
             if not settled:
                 # Cancelled or failed mid-drive: keep what we know and free the lease so
                 # resume() (or the same key again) can continue at once.
-                await self._record(self._known(progress, fresh), owner, adopt=False)
+                await self._record(self._stopped(progress, fresh), owner, adopt=False)
             del self._driving[intent.id]
             del self._drive_deadlines[intent.id]
             done.set()
+
+    def _before_send(self, intent: Intent, now: datetime) -> datetime | None:
+        """`Intent.attempts_end_by` as written before a send (`_settle_from.before_send`)."""
+        return before_send(
+            intent, now=now, lease_seconds=self._lease_seconds, timeout=self._timeout
+        )
+
+    def _stopped(self, progress: _Progress, fresh: bool) -> Intent:
+        """What a drive that stops without settling leaves: `_known`, with the latest its
+        attempts can have ended (`_settle_from.on_stop`)."""
+        intent = self._known(progress, fresh)
+        end_by = on_stop(
+            intent,
+            inherited_bound=progress.inherited_end,
+            sent=progress.sent_this_call > 0,
+            ended_at=progress.attempt_ended_at,
+            now=_utc(self._clock),
+        )
+        return attrs.evolve(intent, attempts_end_by=end_by)
 
     @staticmethod
     def _known(progress: _Progress, fresh: bool) -> Intent:
@@ -574,12 +602,14 @@ class Engine:
                         owner=owner,
                         lease_seconds=self._lease_seconds,
                         deadline_at=deadline_at,
-                        # Sent in an earlier call or process: that attempt may have run until
-                        # its lease ran out, at the latest now (a send happens only under a
-                        # live lease, and this drive holds it), so the window runs from now.
-                        attempt_ended_at=progress.attempt_ended_at
-                        if progress.sent_this_call and progress.attempt_ended_at is not None
-                        else _utc(self._clock),
+                        # The latest end of every attempt that may have executed: this
+                        # call's, and an earlier call's or process's as the journal bounds
+                        # it (`_settle_from`).
+                        attempt_ended_at=latest(
+                            progress.inherited_end,
+                            progress.attempt_ended_at if progress.sent_this_call else None,
+                        )
+                        or _utc(self._clock),
                     )
                     _log.info(
                         "transfer %s on %s: reconciled: %s",
@@ -736,7 +766,12 @@ class Engine:
                     first_sent_venue_ms=runtime.server_clock.bounds_ms()[0],
                 )
                 self._log_state(intent)
-            intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
+            intent = attrs.evolve(
+                intent,
+                attempts=intent.attempts + 1,
+                last_sent_at=now,
+                attempts_end_by=self._before_send(intent, now),
+            )
             await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
             saved_at = self._clock.monotonic()
         # The limiter comes after the write, right before the send: a journal write of varying
@@ -752,11 +787,16 @@ class Engine:
             # A long wait for the slot (HTX allows 1/s), or for the clock read after a claim,
             # could outlast the lease, and another worker could have taken the intent over:
             # renew it, which also proves it is still ours (LeaseLostError otherwise), before
-            # anything is sent.
+            # anything is sent. The renewed lease moves the latest end of this send with it.
+            progress.intent = attrs.evolve(
+                progress.intent,
+                attempts_end_by=self._before_send(progress.intent, _utc(self._clock)),
+            )
             await self._journal.save(
                 progress.intent, owner=owner, lease_seconds=self._lease_seconds
             )
         progress.sent_this_call += 1
+        progress.attempt_ended_at = None  # on the wire (`_stopped`)
         clock_generation = runtime.server_clock.generation
         request = venue.transfer_request(progress.intent.body, runtime.server_clock.timestamp_ms())
         try:
@@ -851,7 +891,7 @@ class Engine:
             else:
                 reason = "retries exhausted"
             unknown = attrs.evolve(
-                intent,
+                self._stopped(progress, fresh=False),
                 status=TransferStatus.UNKNOWN,
                 error=StoredError.from_exception(late) if late is not None else intent.error,
             )
