@@ -9,6 +9,9 @@ margin) to now and looks for a row that matches the transfer and that no other i
 * absent after the settle window: it did not execute, and sending again is safe;
 * anything else (the ledger unreachable, the deadline, a transfer the ledger cannot show):
   unclear, and the intent stays ``UNKNOWN`` for ``resume()``.
+
+Reading the ledger is `xferkit._ledger_reads`' job (concurrent lookups share one scan); in a
+``resume()`` sweep, an intent waiting out its settle window gives up its slot (`_sweep`).
 """
 
 from __future__ import annotations
@@ -18,14 +21,12 @@ from datetime import datetime
 import attrs
 
 from ._clock import Clock, ServerClock
-from ._http import HttpRequest, HttpResponse
+from ._ledger_reads import LedgerReads
 from ._models import TransferStatus
+from ._sweep import release_sweep_slot
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal, LeaseLostError
 from .venues._base import LedgerRow, LedgerVenue, TransferSpec
-
-LEDGER_MAX_WINDOW_MS = 10 * 24 * 3600 * 1000  # one ledger query spans at most 10 days
-LEDGER_MAX_AGE_MS = 180 * 24 * 3600 * 1000  # and reaches back at most 180 days
 
 __all__ = ["Absent", "Found", "Reconciler", "Unclear"]
 
@@ -53,16 +54,14 @@ _UNTYPED = "a ledger row matches but carries no transfer type xferkit knows"
 
 
 class Reconciler:
-    """Looks transfers up in a venue's ledger; one per client, caching spot account ids."""
+    """Looks transfers up in a venue's ledger; one per client, its reads shared."""
 
     def __init__(
         self, *, journal: Journal, transport: Transport, clock: Clock, timeout: float
     ) -> None:
         self._journal = journal
-        self._transport = transport
         self._clock = clock
-        self._timeout = timeout
-        self._spot_accounts: dict[LedgerVenue, str] = {}
+        self._reads = LedgerReads(transport=transport, timeout=timeout)
 
     async def find(
         self,
@@ -102,7 +101,9 @@ class Reconciler:
             return Unclear("not in the ledger yet, and the deadline ends before the settle window")
         # Heartbeat through the wait: the settle window can be longer than the lease, and a
         # lapsed lease would let another worker drive the intent at the same time. Each renewal
-        # also proves the intent is still ours (LeaseLostError otherwise).
+        # also proves the intent is still ours (LeaseLostError otherwise). In a resume()
+        # sweep, only waiting, this intent lets the next one start (`_sweep`).
+        release_sweep_slot()
         deadline_wait = self._clock.monotonic() + wait
         while True:
             await self._journal.save(intent, owner=owner, lease_seconds=lease_seconds)
@@ -123,27 +124,24 @@ class Reconciler:
     ) -> Found | Absent | Unclear:
         """Read the ledger now and claim the first matching row no other intent has."""
         assert intent.first_sent_venue_ms is not None  # noqa: S101 - checked by find
-        # The ledger is in the venue's time. Measure it afresh: its offset may have moved since
-        # the send, and a stale offset could end the search before the transfer's row.
+        # The search starts at the venue's earliest time before the first send, less the margin,
+        # and ends after the read began (`LedgerReads`: the venue's clock measured afresh).
+        start_ms = int(intent.first_sent_venue_ms - venue.ledger_margin_seconds * 1000)
         try:
-            await server_clock.resync(seen_generation=server_clock.generation)
-            margin_ms = venue.ledger_margin_seconds * 1000
-            start_ms = int(intent.first_sent_venue_ms - margin_ms)
-            end_ms = int(server_clock.bounds_ms()[1] + margin_ms)
-            if end_ms - start_ms > LEDGER_MAX_AGE_MS:
-                return Unclear("the first send is older than the ledger's 180-day reach")
-            rows = await self._rows(venue, server_clock, spec.currency, start_ms, end_ms)
+            scan = await self._reads.read(venue, server_clock, spec.currency, start_ms)
         except (SendError, ValueError, KeyError, TypeError) as exc:
             return Unclear(f"the venue's clock or ledger could not be read: {exc}")
+        if start_ms < scan.start_ms:
+            return Unclear("the first send is older than the ledger's 180-day reach")
         return await self._claim_first_match(
             venue,
             intent,
             spec,
-            rows,
+            scan.window(start_ms),
             owner=owner,
             start_ms=start_ms,
-            end_ms=end_ms,
-            offset_ms=server_clock.offset_ms or 0.0,
+            end_ms=scan.end_ms,
+            offset_ms=scan.offset_ms,
         )
 
     async def _claim_first_match(
@@ -240,48 +238,3 @@ class Reconciler:
                 return None
             clean += 1
         return claimed, clean
-
-    async def _rows(
-        self,
-        venue: LedgerVenue,
-        server_clock: ServerClock,
-        currency: str,
-        start_ms: int,
-        end_ms: int,
-    ) -> list[LedgerRow]:
-        account = await self._spot_account(venue, server_clock)
-        rows: list[LedgerRow] = []
-        window_start = start_ms
-        while window_start <= end_ms:  # the ledger answers at most 10 days per query
-            window_end = min(end_ms, window_start + LEDGER_MAX_WINDOW_MS - 1)
-            from_id: str | None = None
-            while True:
-                page = venue.parse_ledger(
-                    await self._get(
-                        venue.ledger_request(
-                            account_id=account,
-                            currency=currency,
-                            start_ms=window_start,
-                            end_ms=window_end,
-                            from_id=from_id,
-                            timestamp_ms=server_clock.timestamp_ms(),
-                        )
-                    )
-                )
-                rows.extend(page.rows)
-                if page.next_id is None or page.next_id == from_id:
-                    break
-                from_id = page.next_id
-            window_start = window_end + 1
-        return rows
-
-    async def _spot_account(self, venue: LedgerVenue, server_clock: ServerClock) -> str:
-        cached = self._spot_accounts.get(venue)
-        if cached is None:
-            response = await self._get(venue.accounts_request(server_clock.timestamp_ms()))
-            cached = venue.parse_spot_account_id(response)
-            self._spot_accounts[venue] = cached
-        return cached
-
-    async def _get(self, request: HttpRequest) -> HttpResponse:
-        return await self._transport.send(request, timeout=self._timeout)
