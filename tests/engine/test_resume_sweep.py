@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+import trio
 
 import xferkit
 from xferkit import TransferStatus
@@ -337,3 +339,30 @@ async def test_a_lookup_that_began_after_a_scan_started_does_not_reuse_it(
     assert isinstance(results["late"], Found)
     assert results["other"] == Absent()
     assert ledger_reads(fake_htx) == 2
+
+
+def test_the_htx_sweep_runs_under_trio(tmp_path: Path) -> None:
+    """Under trio, ten absent HTX intents resumed with two slots share one settle window (the
+    sweep's slots, context variable and shared ledger reads use no asyncio-only primitive),
+    and each is sent once."""
+    clock = VirtualClock()
+    plan = FaultPlan()
+    plan.force(Fault.DROP_BEFORE, times=10)
+    fake = FakeHTX(access_key=ACCESS_KEY, secret=SECRET, clock=clock, faults=plan)
+    took: list[float] = []
+
+    async def main() -> None:
+        journal = xferkit.SqliteJournal(tmp_path / "journal.sqlite3", clock=clock)
+        async with client_on(FakeTransport(fake), clock, journal) as client:
+            for n in range(10):
+                with pytest.raises(xferkit.TransferOutcomeUnknownError):
+                    await client.transfer("htx", **args(str(10 + n)), key=f"k{n}")
+            start = clock.monotonic()
+            receipts = await client.resume(concurrency=2)
+            took.append(clock.monotonic() - start)
+            assert [r.status for r in receipts] == [TransferStatus.SUCCEEDED] * 10
+
+    trio.run(main)
+    for n in range(10):
+        assert fake.executions_matching("spot", "usdt_futures", "usdt", Decimal(10 + n)) == 1
+    assert took[0] < SETTLE + 3
