@@ -17,6 +17,7 @@ import anyio.lowlevel
 import httpx
 import pytest
 import trio
+import trio.testing
 
 import xferkit
 from xferkit import TransferStatus
@@ -24,11 +25,13 @@ from xferkit._clock import ServerClock
 from xferkit._reconcile import Absent, Found, Reconciler
 from xferkit._transport import Transport
 from xferkit.journal import Intent, Journal
-from xferkit.testing import FakeHTX, FakeTransport, Fault, FaultPlan, VirtualClock
+from xferkit.testing import FakeHTX, FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 from xferkit.venues._base import TransferSpec, fingerprint
 
+from .conftest import API_KEY as XT_KEY
 from .conftest import HTX_ACCESS_KEY as ACCESS_KEY
 from .conftest import HTX_SECRET as SECRET
+from .conftest import SECRET as XT_SECRET
 
 SETTLE = 10.0  # HTX's default settle window
 LEDGER = "/v2/account/ledger"
@@ -366,3 +369,91 @@ def test_the_htx_sweep_runs_under_trio(tmp_path: Path) -> None:
     for n in range(10):
         assert fake.executions_matching("spot", "usdt_futures", "usdt", Decimal(10 + n)) == 1
     assert took[0] < SETTLE + 3
+
+
+class TrioMockTime:
+    """A `Clock` on trio's mock clock, whose time jumps only when every task is blocked: a
+    task sleeping out a settle window does not move time while others have work to do, as
+    `VirtualClock` would."""
+
+    def time(self) -> float:
+        return 1_700_000_000.0 + trio.current_time()
+
+    def monotonic(self) -> float:
+        return trio.current_time()
+
+    async def sleep(self, seconds: float) -> None:
+        await trio.sleep(max(seconds, 0.0))
+
+
+class InFlight(httpx.AsyncBaseTransport):
+    """The fake venues, counting the most XT transfer requests on the wire at once; each is
+    on the wire for 10 ms."""
+
+    def __init__(self, *fakes: FakeHTX | FakeXT, clock: TrioMockTime) -> None:
+        self._inner = FakeTransport(*fakes)
+        self._clock = clock
+        self.now = 0
+        self.most = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host != "sapi.xt.com" or request.method != "POST":
+            return await self._inner.handle_async_request(request)
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self._clock.sleep(0.01)
+            return await self._inner.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+
+def test_htx_intents_waiting_for_their_window_do_not_hold_back_xt_intents() -> None:
+    """Four absent HTX intents (oldest first) and forty XT intents, resumed with two slots:
+    the XT intents settle while the HTX ones wait out their window (not after two rounds of
+    windows), with never more than two XT requests on the wire at once, and every transfer
+    executes exactly once."""
+    clock = TrioMockTime()
+    plan = FaultPlan()
+    fake_htx = FakeHTX(access_key=ACCESS_KEY, secret=SECRET, clock=clock, faults=plan)
+    fake_xt = FakeXT(api_key=XT_KEY, secret=XT_SECRET, clock=clock, faults=plan)
+    transport = InFlight(fake_htx, fake_xt, clock=clock)
+    plan.force(Fault.DROP_BEFORE, times=4)
+    plan.force(Fault.DROP_AFTER, times=40)
+    xt_done: list[float] = []
+    receipts: list[xferkit.Receipt] = []
+
+    async def main() -> None:
+        async with (
+            httpx.AsyncClient(transport=transport) as http_client,
+            xferkit.Client(
+                htx(),
+                xferkit.XT(XT_KEY, XT_SECRET, rate_limit=10_000),
+                journal=xferkit.MemoryJournal(clock=clock),
+                http_client=http_client,
+                clock=clock,
+                retry=xferkit.RetryPolicy(max_attempts=1, deadline=8),
+            ) as client,
+        ):
+            for n in range(4):
+                with pytest.raises(xferkit.TransferOutcomeUnknownError):
+                    await client.transfer("htx", **args(str(10 + n)), key=f"h{n}")
+            for n in range(40):
+                with pytest.raises(xferkit.TransferOutcomeUnknownError):
+                    await client.transfer("xt", **args("5"), key=f"x{n}")
+            start = clock.monotonic()
+
+            def progress(receipt: xferkit.Receipt) -> None:
+                if receipt.venue == "xt":
+                    xt_done.append(clock.monotonic() - start)
+
+            receipts.extend(await client.resume(concurrency=2, on_receipt=progress))
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [r.status for r in receipts] == [TransferStatus.SUCCEEDED] * 44
+    for n in range(4):
+        assert fake_htx.executions_matching("spot", "usdt_futures", "usdt", Decimal(10 + n)) == 1
+    assert sorted(fake_xt.executions_by_token().values()) == [1] * 40
+    assert len(xt_done) == 40
+    assert max(xt_done) < 1  # 40 XT resends at 2 x 10 ms, during the HTX settle window
+    assert transport.most <= 2
