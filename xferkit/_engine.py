@@ -42,7 +42,7 @@ from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Su
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
-from ._settle_from import before_send, inherited, latest, on_stop
+from ._settle_from import before_send, inherited, local_time, on_stop
 from ._transport import SendError, Transport
 from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
@@ -138,12 +138,13 @@ class _Progress:
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
     # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
-    # may commit a transfer until then, so a ledger's settle window counts from here. None
-    # while an attempt is on the wire.
+    # may commit a transfer until then, so a ledger's settle window counts from here; and the
+    # venue's time then (the upper end of the estimate). None while an attempt is on the wire.
     attempt_ended_at: datetime | None = None
-    # The latest an earlier call's or process's attempts can have ended (`_settle_from`),
-    # when the intent may have executed before this drive.
-    inherited_end: datetime | None = None
+    attempt_ended_venue_ms: int | None = None
+    # On a venue that reconciles: the venue's time by which an earlier call's or process's
+    # attempts had ended (`_settle_from`), when the intent may have executed before this drive.
+    inherited_end_ms: int | None = None
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -201,6 +202,12 @@ def _duplicate_proves_execution(progress: _Progress, venue: Venue) -> bool:
         return True
     unproven_before = intent.error is not None and intent.error.kind == _UNPROVEN_DUPLICATE
     return progress.maybe_executed and not unproven_before
+
+
+def _reconciles(runtime: VenueRuntime) -> bool:
+    """Whether the venue settles ambiguity through its ledger (and so needs the bound on when
+    an intent's attempts ended, `_settle_from`)."""
+    return runtime.venue.ambiguity_policy is AmbiguityPolicy.RECONCILE
 
 
 def _utc(clock: Clock) -> datetime:
@@ -319,8 +326,6 @@ class Engine:
             first_sent_at=now if first_attempt else None,
             last_sent_at=now if first_attempt else None,
         )
-        if first_attempt:
-            intent = attrs.evolve(intent, attempts_end_by=self._before_send(intent, now))
         return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
 
     async def resume(
@@ -459,10 +464,15 @@ class Engine:
                 else None
             ),
         )
-        if progress.maybe_executed:
-            progress.inherited_end = inherited(intent, now=_utc(self._clock), timeout=self._timeout)
         settled = False
         try:
+            if progress.maybe_executed and _reconciles(runtime):
+                await self._sync_clock(runtime)  # the bound is in the venue's time
+                progress.inherited_end_ms = inherited(
+                    intent,
+                    venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
+                    timeout=self._timeout,
+                )
             if runtime.venue.ambiguity_policy is AmbiguityPolicy.RESEND:
                 outcome = await self._attempts(runtime, progress, owner, deadline_at)
             else:
@@ -502,29 +512,54 @@ class Engine:
             if not settled:
                 # Cancelled or failed mid-drive: keep what we know and free the lease so
                 # resume() (or the same key again) can continue at once.
-                await self._record(self._stopped(progress, fresh), owner, adopt=False)
+                await self._record(self._stopped(runtime, progress, fresh), owner, adopt=False)
             del self._driving[intent.id]
             del self._drive_deadlines[intent.id]
             done.set()
 
-    def _before_send(self, intent: Intent, now: datetime) -> datetime | None:
-        """`Intent.attempts_end_by` as written before a send (`_settle_from.before_send`)."""
+    def _before_send(self, runtime: VenueRuntime, intent: Intent) -> int | None:
+        """`Intent.attempts_end_venue_ms` as written before a send (`_settle_from`); only a
+        venue that reconciles needs it."""
+        if not _reconciles(runtime):
+            return intent.attempts_end_venue_ms
         return before_send(
-            intent, now=now, lease_seconds=self._lease_seconds, timeout=self._timeout
+            intent,
+            venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
+            lease_seconds=self._lease_seconds,
+            timeout=self._timeout,
         )
 
-    def _stopped(self, progress: _Progress, fresh: bool) -> Intent:
-        """What a drive that stops without settling leaves: `_known`, with the latest its
-        attempts can have ended (`_settle_from.on_stop`)."""
+    def _stopped(self, runtime: VenueRuntime, progress: _Progress, fresh: bool) -> Intent:
+        """What a drive that stops without settling leaves: `_known`, with (on a venue that
+        reconciles) the latest its attempts can have ended (`_settle_from.on_stop`)."""
         intent = self._known(progress, fresh)
-        end_by = on_stop(
+        if not _reconciles(runtime):
+            return intent
+        end_ms = on_stop(
             intent,
-            inherited_bound=progress.inherited_end,
+            inherited_ms=progress.inherited_end_ms,
             sent=progress.sent_this_call > 0,
-            ended_at=progress.attempt_ended_at,
-            now=_utc(self._clock),
+            ended_ms=progress.attempt_ended_venue_ms,
+            venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
         )
-        return attrs.evolve(intent, attempts_end_by=end_by)
+        return attrs.evolve(intent, attempts_end_venue_ms=end_ms)
+
+    def _attempts_ended_at(self, runtime: VenueRuntime, progress: _Progress) -> datetime:
+        """When (UTC, this host) every attempt that may have executed has ended at the latest:
+        this call's, and an earlier call's or process's as the journal bounds it."""
+        now = _utc(self._clock)
+        ends = []
+        if progress.sent_this_call and progress.attempt_ended_at is not None:
+            ends.append(progress.attempt_ended_at)
+        if progress.inherited_end_ms is not None:
+            ends.append(
+                local_time(
+                    progress.inherited_end_ms,
+                    now=now,
+                    venue_now_low_ms=runtime.server_clock.bounds_ms()[0],
+                )
+            )
+        return max(ends) if ends else now
 
     @staticmethod
     def _known(progress: _Progress, fresh: bool) -> Intent:
@@ -602,14 +637,7 @@ class Engine:
                         owner=owner,
                         lease_seconds=self._lease_seconds,
                         deadline_at=deadline_at,
-                        # The latest end of every attempt that may have executed: this
-                        # call's, and an earlier call's or process's as the journal bounds
-                        # it (`_settle_from`).
-                        attempt_ended_at=latest(
-                            progress.inherited_end,
-                            progress.attempt_ended_at if progress.sent_this_call else None,
-                        )
-                        or _utc(self._clock),
+                        attempt_ended_at=self._attempts_ended_at(runtime, progress),
                     )
                     _log.info(
                         "transfer %s on %s: reconciled: %s",
@@ -770,7 +798,7 @@ class Engine:
                 intent,
                 attempts=intent.attempts + 1,
                 last_sent_at=now,
-                attempts_end_by=self._before_send(intent, now),
+                attempts_end_venue_ms=self._before_send(runtime, intent),
             )
             await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
             saved_at = self._clock.monotonic()
@@ -790,13 +818,13 @@ class Engine:
             # anything is sent. The renewed lease moves the latest end of this send with it.
             progress.intent = attrs.evolve(
                 progress.intent,
-                attempts_end_by=self._before_send(progress.intent, _utc(self._clock)),
+                attempts_end_venue_ms=self._before_send(runtime, progress.intent),
             )
             await self._journal.save(
                 progress.intent, owner=owner, lease_seconds=self._lease_seconds
             )
         progress.sent_this_call += 1
-        progress.attempt_ended_at = None  # on the wire (`_stopped`)
+        progress.attempt_ended_at = progress.attempt_ended_venue_ms = None  # on the wire
         clock_generation = runtime.server_clock.generation
         request = venue.transfer_request(progress.intent.body, runtime.server_clock.timestamp_ms())
         try:
@@ -805,6 +833,7 @@ class Engine:
             )
         except SendError as exc:
             progress.attempt_ended_at = _utc(self._clock)
+            progress.attempt_ended_venue_ms = runtime.server_clock.bounds_ms()[1]
             outcome: Outcome = (
                 Ambiguous(reason=exc.reason)
                 if exc.sent
@@ -812,6 +841,7 @@ class Engine:
             )
         else:
             progress.attempt_ended_at = _utc(self._clock)
+            progress.attempt_ended_venue_ms = runtime.server_clock.bounds_ms()[1]
             outcome = venue.classify_transfer(response)
             if isinstance(outcome, NotProcessed) and isinstance(outcome.error, RateLimitError):
                 runtime.limiter.throttled(outcome.retry_after, cap=self._policy.max_retry_after)
@@ -891,7 +921,7 @@ class Engine:
             else:
                 reason = "retries exhausted"
             unknown = attrs.evolve(
-                self._stopped(progress, fresh=False),
+                self._stopped(runtime, progress, fresh=False),
                 status=TransferStatus.UNKNOWN,
                 error=StoredError.from_exception(late) if late is not None else intent.error,
             )

@@ -162,49 +162,77 @@ async def test_an_intent_cancelled_long_ago_is_resent_without_waiting(
     assert took < 1
 
 
+class HostClock:
+    """The test's clock, with this host's wall clock ``behind`` seconds behind (the venue and
+    the other hosts keep the test's time)."""
+
+    def __init__(self, inner: VirtualClock, behind: float) -> None:
+        self._inner = inner
+        self._behind = behind
+
+    def time(self) -> float:
+        return self._inner.time() - self._behind
+
+    def monotonic(self) -> float:
+        return self._inner.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+@pytest.mark.parametrize("behind", [0.0, 30.0])
 async def test_a_crashed_workers_send_is_waited_for_until_its_latest_possible_end(
-    fake_htx: FakeHTX, clock: VirtualClock, journal: Journal
+    fake_htx: FakeHTX, clock: VirtualClock, journal: Journal, behind: float
 ) -> None:
     """A worker dies mid-send and its lease expires; its request may still reach the venue
-    until the lease's expiry plus the transport's timeouts (the journal's bound), so resume()
-    waits a settle window from that bound, not from now: the late commit is found in the
-    ledger and the transfer executes once, not twice."""
+    until the lease's expiry plus the transport's timeouts (the journal's bound, in the
+    venue's time, so a dead worker whose host clock was 30 s behind does not shorten it), and
+    resume() on another host waits a settle window from that bound, not from now: the late
+    commit, 25 s into the sweep, is found in the ledger and the transfer executes once."""
     lease = 30.0
     gate = Gate(fake_htx, "/v2/account/transfer", before=True)
     gate.hold = anyio.Event()  # the dying worker's request hangs on the wire
+    dead_host = HostClock(clock, behind)
+    async with (
+        httpx.AsyncClient(transport=gate) as http_client,
+        xferkit.Client(
+            htx(), journal=journal, http_client=http_client, clock=dead_host, lease_seconds=lease
+        ) as dying,
+        anyio.create_task_group() as tasks,
+    ):
+
+        async def dying_worker() -> None:
+            await dying.transfer("htx", **args("25"), key="k1")
+
+        tasks.start_soon(dying_worker)
+        await gate.entered.wait()
+        crashed = await dying.intent("htx", "k1")  # the row as a crash now leaves it
+        tasks.cancel_scope.cancel()
+    gate.hold = None
+    assert crashed is not None
+    await journal.open()  # the dying client closed it
+    # Put the crash's row back (the cancellation recorded the real end): leased, IN_FLIGHT.
+    claim = await journal.claim(crashed, owner="dead", lease_seconds=lease)
+    assert claim.owned
+    await journal.save(crashed, owner="dead", lease_seconds=lease)
+    clock.advance(lease + 1)  # the dead worker's lease has expired
+    receipts: list[xferkit.Receipt] = []
+    swept = anyio.Event()
+
+    async def late_commit() -> None:
+        """The dead worker's request reaches the venue late, before the bound."""
+        commit_at = clock.monotonic() + 25
+        # Time moves only with the sweep's sleeps, or once the sweep has ended.
+        while clock.monotonic() < commit_at and not swept.is_set():
+            await anyio.lowlevel.checkpoint()
+        clock.advance(max(0.0, commit_at - clock.monotonic()))
+        async with httpx.AsyncClient(transport=FakeTransport(fake_htx)) as raw:
+            response = await Transport(raw).send(
+                htx().transfer_request(crashed.body, int(clock.time() * 1000)), timeout=10
+            )
+        assert response.status == 200
+
     async with client_on(gate, clock, journal, lease_seconds=lease) as client:
-        async with anyio.create_task_group() as tasks:
-
-            async def dying_worker() -> None:
-                await client.transfer("htx", **args("25"), key="k1")
-
-            tasks.start_soon(dying_worker)
-            await gate.entered.wait()
-            crashed = await client.intent("htx", "k1")  # the row as a crash now leaves it
-            tasks.cancel_scope.cancel()
-        gate.hold = None
-        assert crashed is not None
-        # Put the crash's row back (the cancellation recorded the real end): leased, IN_FLIGHT.
-        claim = await journal.claim(crashed, owner="dead", lease_seconds=lease)
-        assert claim.owned
-        await journal.save(crashed, owner="dead", lease_seconds=lease)
-        clock.advance(lease + 1)  # the dead worker's lease has expired
-
-        async def late_commit() -> None:
-            """The dead worker's request reaches the venue late, before the bound."""
-            commit_at = clock.monotonic() + 12
-            # Time moves only with the sweep's sleeps, or once the sweep has ended.
-            while clock.monotonic() < commit_at and not swept.is_set():
-                await anyio.lowlevel.checkpoint()
-            clock.advance(max(0.0, commit_at - clock.monotonic()))
-            async with httpx.AsyncClient(transport=FakeTransport(fake_htx)) as raw:
-                response = await Transport(raw).send(
-                    htx().transfer_request(crashed.body, int(clock.time() * 1000)), timeout=10
-                )
-            assert response.status == 200
-
-        receipts: list[xferkit.Receipt] = []
-        swept = anyio.Event()
 
         async def sweep() -> None:
             receipts.extend(await client.resume())

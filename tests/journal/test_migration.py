@@ -242,10 +242,10 @@ async def test_an_upgraded_postgres_journal_keeps_every_row() -> None:
     assert version == 3
 
 
-async def test_a_schema_2_sqlite_journal_gains_attempts_end_by_and_keeps_its_rows(
+async def test_a_schema_2_sqlite_journal_gains_attempts_end_venue_ms_and_keeps_its_rows(
     tmp_path: Path,
 ) -> None:
-    """A journal from before `Intent.attempts_end_by` (schema 2) is migrated in place: its
+    """A journal from before `Intent.attempts_end_venue_ms` (schema 2) is migrated in place: its
     rows are kept with the bound unknown (resume() then falls back to a later one), and the
     new column is written from then on."""
     path = tmp_path / "journal.sqlite3"
@@ -266,7 +266,7 @@ async def test_a_schema_2_sqlite_journal_gains_attempts_end_by_and_keeps_its_row
     await journal.claim(intent, owner="w", lease_seconds=60)
     await journal.aclose()
     db = sqlite3.connect(path)
-    db.execute("ALTER TABLE intents DROP COLUMN attempts_end_by")  # as schema 2 had it
+    db.execute("ALTER TABLE intents DROP COLUMN attempts_end_venue_ms")  # as schema 2 had it
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
@@ -275,7 +275,7 @@ async def test_a_schema_2_sqlite_journal_gains_attempts_end_by_and_keeps_its_row
     try:
         stored = await journal.get(intent.id)
         assert stored is not None
-        assert stored.attempts_end_by is None
+        assert stored.attempts_end_venue_ms is None
         assert stored.status is TransferStatus.IN_FLIGHT
         await journal.save(stored, owner="w", lease_seconds=60)  # still w's lease
     finally:

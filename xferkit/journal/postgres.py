@@ -46,7 +46,7 @@ _MIGRATION_LOCK = 0x78666B6A  # "xfkj": one advisory lock id for every xferkit s
 _COLUMNS = (
     "key, venue, account, fingerprint, params, token, body, status, attempts, transfer_id, error, "
     "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
-    "lease_owner, lease_expires_at, settlement, attempts_end_by"
+    "lease_owner, lease_expires_at, settlement, attempts_end_venue_ms"
 )
 
 
@@ -81,7 +81,7 @@ def _schema_sql(schema: str) -> list[str]:
             lease_owner         text,
             lease_expires_at    timestamptz,
             settlement          text,
-            attempts_end_by     timestamptz,
+            attempts_end_venue_ms bigint,
             PRIMARY KEY (venue, account, key)
         )""",
         f"CREATE INDEX intents_status ON {schema}.intents (status, created_at)",
@@ -108,9 +108,9 @@ def _migration_from_1_sql(schema: str) -> list[str]:
 
 
 def _migration_from_2_sql(schema: str) -> list[str]:
-    """Schema 2 to 3: ``attempts_end_by`` (`Intent.attempts_end_by`), unknown on old rows."""
+    """Schema 2 to 3: `Intent.attempts_end_venue_ms`, unknown on old rows."""
     return [
-        f"ALTER TABLE {schema}.intents ADD COLUMN attempts_end_by timestamptz",
+        f"ALTER TABLE {schema}.intents ADD COLUMN attempts_end_venue_ms bigint",
         f"UPDATE {schema}.meta SET version = 3",  # noqa: S608 - checked identifier
     ]
 
@@ -129,7 +129,7 @@ def _intent(row: Any) -> Intent:
 
 _STATE_COLUMNS = (
     "status, attempts, transfer_id, error, ledger_ref, first_sent_at, first_sent_venue_ms, "
-    "last_sent_at, finished_at, params, body, settlement, attempts_end_by"
+    "last_sent_at, finished_at, params, body, settlement, attempts_end_venue_ms"
 )
 
 
@@ -148,7 +148,7 @@ def _state(intent: Intent) -> list[object]:
         intent.params,
         intent.body,
         intent.settlement.to_json() if intent.settlement else None,
-        intent.attempts_end_by,
+        intent.attempts_end_venue_ms,
     ]
 
 
@@ -407,7 +407,7 @@ class PostgresJournal:
                 f"""UPDATE {table} SET status = $4, attempts = $5, transfer_id = $6, error = $7,
                     ledger_ref = $8, first_sent_at = $9, first_sent_venue_ms = $10,
                     last_sent_at = $11, finished_at = $12, params = $13, body = $14,
-                    settlement = $15, attempts_end_by = $16,
+                    settlement = $15, attempts_end_venue_ms = $16,
                     lease_owner = CASE WHEN $18 THEN NULL ELSE lease_owner END,
                     lease_expires_at = CASE WHEN $18 THEN NULL
                         ELSE now() + make_interval(secs => $19) END

@@ -49,7 +49,8 @@ _T = TypeVar("_T")
 
 # Schema 2: an intent is identified by (venue, account, key), stored as `IntentId.text` in
 # ``id``. Schema 1 was keyed by ``key`` alone; `_migrate_from_1` keeps its rows, with the
-# account unknown (`LEGACY_ACCOUNT`). Schema 3 adds ``attempts_end_by`` (`_migrate_from_2`).
+# account unknown (`LEGACY_ACCOUNT`). Schema 3 adds ``attempts_end_venue_ms``
+# (`_migrate_from_2`).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
     id               TEXT PRIMARY KEY,
@@ -73,7 +74,7 @@ CREATE TABLE IF NOT EXISTS intents (
     lease_owner      TEXT,
     lease_expires_at TEXT,
     settlement       TEXT,
-    attempts_end_by  TEXT
+    attempts_end_venue_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS intents_status ON intents (status, created_at);
 CREATE INDEX IF NOT EXISTS intents_key ON intents (key);
@@ -88,7 +89,8 @@ _V1_COLUMNS = (
     "lease_owner, lease_expires_at"
 )
 _COLUMNS = (
-    f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement, attempts_end_by"
+    f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement, "
+    "attempts_end_venue_ms"
 )
 _WIDTH = len(_COLUMNS.split(", "))
 _UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * _WIDTH)})"  # noqa: S608
@@ -154,7 +156,7 @@ def _row(intent: Intent) -> tuple[object, ...]:
         intent.lease_owner,
         to_timestamp(intent.lease_expires_at),
         intent.settlement.to_json() if intent.settlement else None,
-        to_timestamp(intent.attempts_end_by),
+        intent.attempts_end_venue_ms,
     )
 
 
@@ -187,7 +189,7 @@ def _migrate_from_1(db: sqlite3.Connection) -> None:
                 LEGACY_ACCOUNT,
                 *row[2:],
                 None,  # no settlement
-                None,  # attempts_end_by: unknown
+                None,  # attempts_end_venue_ms: unknown
             )
             for row in db.execute(f"SELECT {_V1_COLUMNS} FROM intents_v1")  # noqa: S608
         ),
@@ -196,8 +198,8 @@ def _migrate_from_1(db: sqlite3.Connection) -> None:
 
 
 def _migrate_from_2(db: sqlite3.Connection) -> None:
-    """Schema 2 to 3: ``attempts_end_by`` (`Intent.attempts_end_by`), unknown on old rows."""
-    db.execute("ALTER TABLE intents ADD COLUMN attempts_end_by TEXT")
+    """Schema 2 to 3: `Intent.attempts_end_venue_ms`, unknown on old rows."""
+    db.execute("ALTER TABLE intents ADD COLUMN attempts_end_venue_ms INTEGER")
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
