@@ -42,7 +42,7 @@ from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Su
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
-from ._settle_from import before_send, inherited, local_time, on_stop
+from ._settle_from import before_send, legacy_bound, local_time, on_stop
 from ._transport import SendError, Transport
 from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
@@ -143,8 +143,10 @@ class _Progress:
     attempt_ended_at: datetime | None = None
     attempt_ended_venue_ms: int | None = None
     # On a venue that reconciles: the venue's time by which an earlier call's or process's
-    # attempts had ended (`_settle_from`), when the intent may have executed before this drive.
+    # attempts had ended (`_settle_from`), when the intent may have executed before this drive;
+    # `bound_missing` if its row holds none (from before schema 3): worked out when needed.
     inherited_end_ms: int | None = None
+    bound_missing: bool = False
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -467,12 +469,8 @@ class Engine:
         settled = False
         try:
             if progress.maybe_executed and _reconciles(runtime):
-                await self._sync_clock(runtime)  # the bound is in the venue's time
-                progress.inherited_end_ms = inherited(
-                    intent,
-                    venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
-                    timeout=self._timeout,
-                )
+                progress.inherited_end_ms = intent.attempts_end_venue_ms
+                progress.bound_missing = intent.attempts_end_venue_ms is None
             if runtime.venue.ambiguity_policy is AmbiguityPolicy.RESEND:
                 outcome = await self._attempts(runtime, progress, owner, deadline_at)
             else:
@@ -544,9 +542,16 @@ class Engine:
         )
         return attrs.evolve(intent, attempts_end_venue_ms=end_ms)
 
-    def _attempts_ended_at(self, runtime: VenueRuntime, progress: _Progress) -> datetime:
+    async def _attempts_ended_at(self, runtime: VenueRuntime, progress: _Progress) -> datetime:
         """When (UTC, this host) every attempt that may have executed has ended at the latest:
         this call's, and an earlier call's or process's as the journal bounds it."""
+        if progress.inherited_end_ms is not None or progress.bound_missing:
+            await self._sync_clock(runtime)  # the bound is in the venue's time
+        if progress.bound_missing:
+            progress.inherited_end_ms = legacy_bound(
+                venue_now_high_ms=runtime.server_clock.bounds_ms()[1], timeout=self._timeout
+            )
+            progress.bound_missing = False
         now = _utc(self._clock)
         ends = []
         if progress.sent_this_call and progress.attempt_ended_at is not None:
@@ -629,6 +634,9 @@ class Engine:
         try:
             while True:
                 if progress.maybe_executed:
+                    ended_at = _utc(self._clock)
+                    if venue.can_reconcile(spec):  # else find answers at once, unasked
+                        ended_at = await self._attempts_ended_at(runtime, progress)
                     found = await self._reconciler.find(
                         venue,
                         runtime.server_clock,
@@ -637,7 +645,7 @@ class Engine:
                         owner=owner,
                         lease_seconds=self._lease_seconds,
                         deadline_at=deadline_at,
-                        attempt_ended_at=self._attempts_ended_at(runtime, progress),
+                        attempt_ended_at=ended_at,
                     )
                     _log.info(
                         "transfer %s on %s: reconciled: %s",

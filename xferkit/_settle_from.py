@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from ._clock import DRIFT_PER_MS
 from .journal._base import Intent
 
-__all__ = ["TRANSPORT_PHASES", "before_send", "inherited", "latest", "local_time", "on_stop"]
+__all__ = ["TRANSPORT_PHASES", "before_send", "latest", "legacy_bound", "local_time", "on_stop"]
 
 TRANSPORT_PHASES = 4
 """Phases of one HTTP attempt that the transport bounds each by the timeout (httpx's pool,
@@ -66,14 +66,10 @@ def before_send(
     return latest(intent.attempts_end_venue_ms, sent_by)
 
 
-def inherited(intent: Intent, *, venue_now_high_ms: int, timeout: float) -> int:
-    """The latest an earlier call's or process's attempts of ``intent`` can have ended.
-
-    ``intent`` is the stored row, read when this drive took the lease.
-    """
-    if intent.attempts_end_venue_ms is not None:
-        return intent.attempts_end_venue_ms
-    return venue_now_high_ms + _later_ms(TRANSPORT_PHASES * timeout)  # from before schema 3
+def legacy_bound(*, venue_now_high_ms: int, timeout: float) -> int:
+    """The bound of a row that may have been sent but holds none (written before schema 3):
+    taken now, after its worker released it or its lease expired (see the module)."""
+    return venue_now_high_ms + _later_ms(TRANSPORT_PHASES * timeout)
 
 
 def on_stop(
