@@ -34,6 +34,7 @@ from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._settle import abandon_intent, default_settler, settle_intent
+from ._sweep import SweepSlot, enter_slot
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
 from .journal import (
@@ -591,7 +592,8 @@ class Client:
     ) -> list[Receipt]:
         """Drive every unfinished intent of this client's accounts to an outcome.
 
-        Up to ``concurrency`` intents at once, under the venues' rate limits; ``deadline``
+        Up to ``concurrency`` intents at once, under the venues' rate limits (an HTX intent
+        waiting out its settle window does not count: the waits overlap); ``deadline``
         (seconds) bounds the whole sweep, and defaults to none: the per-call
         ``RetryPolicy.deadline`` does not apply, so a short call deadline never keeps
         recovery from settling. Intents whose lease another live worker holds are skipped
@@ -613,17 +615,20 @@ class Client:
         intents = await self._journal.list(statuses=_UNFINISHED, accounts=mine)
         receipts: list[Receipt | None] = [None] * len(intents)
         # A slot is taken before a task starts, so a sweep of 100,000 intents holds at most
-        # `concurrency` tasks, not one per intent.
+        # `concurrency` running tasks, not one per intent; an HTX intent that only waits out
+        # its settle window gives its slot up meanwhile (`_sweep`).
         slots = anyio.Semaphore(concurrency)
 
         async def settle(index: int, intent: Intent) -> None:
+            slot = SweepSlot(slots)
+            enter_slot(slot)  # this task's context only
             try:
                 receipt = await self._resume_one(engine, intent, deadline_at)
                 receipts[index] = receipt
                 if receipt is not None and on_receipt is not None:
                     on_receipt(receipt)
             finally:
-                slots.release()
+                slot.release()
 
         # Intents that may have been sent start first: a never-sent HTX intent waits for an
         # identical one only while somebody drives it, so the latter must be under way.

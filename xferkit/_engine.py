@@ -44,6 +44,7 @@ from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Su
 from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
+from ._settle_from import before_send, legacy_bound, local_time, on_stop
 from ._transport import SendError, Transport
 from .journal._base import (
     Intent,
@@ -146,8 +147,15 @@ class _Progress:
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
     # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
-    # may commit a transfer until then, so a ledger's settle window counts from here.
+    # may commit a transfer until then, so a ledger's settle window counts from here; and the
+    # venue's time then (the upper end of the estimate). None while an attempt is on the wire.
     attempt_ended_at: datetime | None = None
+    attempt_ended_venue_ms: int | None = None
+    # On a venue that reconciles: the venue's time by which an earlier call's or process's
+    # attempts had ended (`_settle_from`), when the intent may have executed before this drive;
+    # `bound_missing` if its row holds none (from before schema 3): worked out when needed.
+    inherited_end_ms: int | None = None
+    bound_missing: bool = False
 
 
 def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
@@ -205,6 +213,12 @@ def _duplicate_proves_execution(progress: _Progress, venue: Venue) -> bool:
         return True
     unproven_before = intent.error is not None and intent.error.kind == _UNPROVEN_DUPLICATE
     return progress.maybe_executed and not unproven_before
+
+
+def _reconciles(runtime: VenueRuntime) -> bool:
+    """Whether the venue settles ambiguity through its ledger (and so needs the bound on when
+    an intent's attempts ended, `_settle_from`)."""
+    return runtime.venue.ambiguity_policy is AmbiguityPolicy.RECONCILE
 
 
 def _utc(clock: Clock) -> datetime:
@@ -464,6 +478,9 @@ class Engine:
         )
         settled = False
         try:
+            if progress.maybe_executed and _reconciles(runtime):
+                progress.inherited_end_ms = intent.attempts_end_venue_ms
+                progress.bound_missing = intent.attempts_end_venue_ms is None
             if runtime.venue.ambiguity_policy is AmbiguityPolicy.RESEND:
                 outcome = await self._attempts(runtime, progress, owner, deadline_at)
             else:
@@ -503,10 +520,61 @@ class Engine:
             if not settled:
                 # Cancelled or failed mid-drive: keep what we know and free the lease so
                 # resume() (or the same key again) can continue at once.
-                await self._record(self._known(progress, fresh), owner, adopt=False)
+                await self._record(self._stopped(runtime, progress, fresh), owner, adopt=False)
             del self._driving[intent.id]
             del self._drive_deadlines[intent.id]
             done.set()
+
+    def _before_send(self, runtime: VenueRuntime, intent: Intent) -> int | None:
+        """`Intent.attempts_end_venue_ms` as written before a send (`_settle_from`); only a
+        venue that reconciles needs it."""
+        if not _reconciles(runtime):
+            return intent.attempts_end_venue_ms
+        return before_send(
+            intent,
+            venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
+            lease_seconds=self._lease_seconds,
+            timeout=self._timeout,
+        )
+
+    def _stopped(self, runtime: VenueRuntime, progress: _Progress, fresh: bool) -> Intent:
+        """What a drive that stops without settling leaves: `_known`, with (on a venue that
+        reconciles) the latest its attempts can have ended (`_settle_from.on_stop`)."""
+        intent = self._known(progress, fresh)
+        if not _reconciles(runtime):
+            return intent
+        end_ms = on_stop(
+            intent,
+            inherited_ms=progress.inherited_end_ms,
+            sent=progress.sent_this_call > 0,
+            ended_ms=progress.attempt_ended_venue_ms,
+            venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
+        )
+        return attrs.evolve(intent, attempts_end_venue_ms=end_ms)
+
+    async def _attempts_ended_at(self, runtime: VenueRuntime, progress: _Progress) -> datetime:
+        """When (UTC, this host) every attempt that may have executed has ended at the latest:
+        this call's, and an earlier call's or process's as the journal bounds it."""
+        if progress.inherited_end_ms is not None or progress.bound_missing:
+            await self._sync_clock(runtime)  # the bound is in the venue's time
+        if progress.bound_missing:
+            progress.inherited_end_ms = legacy_bound(
+                venue_now_high_ms=runtime.server_clock.bounds_ms()[1], timeout=self._timeout
+            )
+            progress.bound_missing = False
+        now = _utc(self._clock)
+        ends = []
+        if progress.sent_this_call and progress.attempt_ended_at is not None:
+            ends.append(progress.attempt_ended_at)
+        if progress.inherited_end_ms is not None:
+            ends.append(
+                local_time(
+                    progress.inherited_end_ms,
+                    now=now,
+                    venue_now_low_ms=runtime.server_clock.bounds_ms()[0],
+                )
+            )
+        return max(ends) if ends else now
 
     @staticmethod
     def _known(progress: _Progress, fresh: bool) -> Intent:
@@ -569,6 +637,9 @@ class Engine:
         try:
             while True:
                 if progress.maybe_executed:
+                    ended_at = _utc(self._clock)
+                    if venue.can_reconcile(spec):  # else find answers at once, unasked
+                        ended_at = await self._attempts_ended_at(runtime, progress)
                     found = await self._reconciler.find(
                         venue,
                         runtime.server_clock,
@@ -577,12 +648,7 @@ class Engine:
                         owner=owner,
                         lease_seconds=self._lease_seconds,
                         deadline_at=deadline_at,
-                        # Sent in an earlier call or process: that attempt may have run until
-                        # its lease ran out, at the latest now (a send happens only under a
-                        # live lease, and this drive holds it), so the window runs from now.
-                        attempt_ended_at=progress.attempt_ended_at
-                        if progress.sent_this_call and progress.attempt_ended_at is not None
-                        else _utc(self._clock),
+                        attempt_ended_at=ended_at,
                     )
                     _log.info(
                         "transfer %s on %s: reconciled: %s",
@@ -698,7 +764,12 @@ class Engine:
                     first_sent_venue_ms=runtime.server_clock.bounds_ms()[0],
                 )
                 self._log_state(intent)
-            intent = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=now)
+            intent = attrs.evolve(
+                intent,
+                attempts=intent.attempts + 1,
+                last_sent_at=now,
+                attempts_end_venue_ms=self._before_send(runtime, intent),
+            )
             await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
             saved_at = self._clock.monotonic()
         # The limiter comes after the write, right before the send: a journal write of varying
@@ -714,11 +785,16 @@ class Engine:
             # A long wait for the slot (HTX allows 1/s), or for the clock read after a claim,
             # could outlast the lease, and another worker could have taken the intent over:
             # renew it, which also proves it is still ours (LeaseLostError otherwise), before
-            # anything is sent.
+            # anything is sent. The renewed lease moves the latest end of this send with it.
+            progress.intent = attrs.evolve(
+                progress.intent,
+                attempts_end_venue_ms=self._before_send(runtime, progress.intent),
+            )
             await self._journal.save(
                 progress.intent, owner=owner, lease_seconds=self._lease_seconds
             )
         progress.sent_this_call += 1
+        progress.attempt_ended_at = progress.attempt_ended_venue_ms = None  # on the wire
         clock_generation = runtime.server_clock.generation
         request = venue.transfer_request(progress.intent.body, runtime.server_clock.timestamp_ms())
         try:
@@ -727,6 +803,7 @@ class Engine:
             )
         except SendError as exc:
             progress.attempt_ended_at = _utc(self._clock)
+            progress.attempt_ended_venue_ms = runtime.server_clock.bounds_ms()[1]
             outcome: Outcome = (
                 Ambiguous(reason=exc.reason)
                 if exc.sent
@@ -734,6 +811,7 @@ class Engine:
             )
         else:
             progress.attempt_ended_at = _utc(self._clock)
+            progress.attempt_ended_venue_ms = runtime.server_clock.bounds_ms()[1]
             outcome = venue.classify_transfer(response)
             if isinstance(outcome, NotProcessed) and isinstance(outcome.error, RateLimitError):
                 runtime.limiter.throttled(outcome.retry_after, cap=self._policy.max_retry_after)
@@ -813,7 +891,7 @@ class Engine:
             else:
                 reason = "retries exhausted"
             unknown = attrs.evolve(
-                intent,
+                self._stopped(runtime, progress, fresh=False),
                 status=TransferStatus.UNKNOWN,
                 error=StoredError.from_exception(late) if late is not None else intent.error,
             )

@@ -9,6 +9,9 @@ margin) to now and looks for a row that matches the transfer and that no other i
 * absent after the settle window: it did not execute, and sending again is safe;
 * anything else (the ledger unreachable, the deadline, a transfer the ledger cannot show):
   unclear, and the intent stays ``UNKNOWN`` for ``resume()``.
+
+Reading the ledger is `xferkit._ledger_reads`' job (concurrent lookups share one scan); in a
+``resume()`` sweep, an intent waiting out its settle window gives up its slot (`_sweep`).
 """
 
 from __future__ import annotations
@@ -18,14 +21,12 @@ from datetime import datetime
 import attrs
 
 from ._clock import Clock, ServerClock
-from ._http import HttpRequest, HttpResponse
+from ._ledger_reads import LedgerReads
 from ._models import TransferStatus
+from ._sweep import release_sweep_slot
 from ._transport import SendError, Transport
 from .journal._base import Intent, Journal, LeaseLostError
 from .venues._base import LedgerRow, LedgerVenue, TransferSpec
-
-LEDGER_MAX_WINDOW_MS = 10 * 24 * 3600 * 1000  # one ledger query spans at most 10 days
-LEDGER_MAX_AGE_MS = 180 * 24 * 3600 * 1000  # and reaches back at most 180 days
 
 __all__ = ["Absent", "Found", "Reconciler", "Unclear"]
 
@@ -52,27 +53,15 @@ class Unclear:
 _UNTYPED = "a ledger row matches but carries no transfer type xferkit knows"
 
 
-@attrs.frozen
-class _Owned:
-    """The search window's start and the rows other identical intents own inside it: those
-    they claimed, and how many clean successes (which claim none) have their row there."""
-
-    start_ms: int
-    claimed: frozenset[str]
-    clean: int
-
-
 class Reconciler:
-    """Looks transfers up in a venue's ledger; one per client, caching spot account ids."""
+    """Looks transfers up in a venue's ledger; one per client, its reads shared."""
 
     def __init__(
         self, *, journal: Journal, transport: Transport, clock: Clock, timeout: float
     ) -> None:
         self._journal = journal
-        self._transport = transport
         self._clock = clock
-        self._timeout = timeout
-        self._spot_accounts: dict[LedgerVenue, str] = {}
+        self._reads = LedgerReads(transport=transport, timeout=timeout)
 
     async def find(
         self,
@@ -112,7 +101,9 @@ class Reconciler:
             return Unclear("not in the ledger yet, and the deadline ends before the settle window")
         # Heartbeat through the wait: the settle window can be longer than the lease, and a
         # lapsed lease would let another worker drive the intent at the same time. Each renewal
-        # also proves the intent is still ours (LeaseLostError otherwise).
+        # also proves the intent is still ours (LeaseLostError otherwise). In a resume()
+        # sweep, only waiting, this intent lets the next one start (`_sweep`).
+        release_sweep_slot()
         deadline_wait = self._clock.monotonic() + wait
         while True:
             await self._journal.save(intent, owner=owner, lease_seconds=lease_seconds)
@@ -131,33 +122,44 @@ class Reconciler:
         *,
         owner: str,
     ) -> Found | Absent | Unclear:
-        """Read the ledger now and claim the first matching row no other intent has."""
+        """Read the ledger now and claim a matching row no other intent accounts for."""
         assert intent.first_sent_venue_ms is not None  # noqa: S101 - checked by find
-        # The ledger is in the venue's time. Measure it afresh: its offset may have moved since
-        # the send, and a stale offset could end the search before the transfer's row.
+        margin_ms = venue.ledger_margin_seconds * 1000
+        # The search starts at the venue's earliest time before the first send, less the margin,
+        # and ends after the read began (`LedgerReads`: the venue's clock measured afresh).
+        start_ms = int(intent.first_sent_venue_ms - margin_ms)
         try:
-            await server_clock.resync(seen_generation=server_clock.generation)
-            margin_ms = venue.ledger_margin_seconds * 1000
-            end_ms = int(server_clock.bounds_ms()[1] + margin_ms)
-            owned = await self._accounted_for(
-                venue,
-                intent,
-                spec,
-                start_ms=int(intent.first_sent_venue_ms - margin_ms),
-                end_ms=end_ms,
-                offset_ms=server_clock.offset_ms or 0.0,
-            )
-            if owned is None:
-                return Unclear(
-                    "an identical transfer that succeeded without a ledger id may own a row "
-                    "after the search window's end"
-                )
-            if end_ms - owned.start_ms > LEDGER_MAX_AGE_MS:
-                return Unclear("the first send is older than the ledger's 180-day reach")
-            rows = await self._rows(venue, server_clock, spec.currency, owned.start_ms, end_ms)
+            for _ in range(_MAX_REACH_BACKS):
+                scan = await self._reads.read(venue, server_clock, spec.currency, start_ms)
+                if start_ms < scan.start_ms:
+                    return Unclear("the first send is older than the ledger's 180-day reach")
+                # Read after the ledger: a clean success settled meanwhile is counted.
+                others = await self._identical(intent, spec)
+                wider = others.reach_back(start_ms, offset_ms=scan.offset_ms, margin_ms=margin_ms)
+                if wider == start_ms:
+                    break
+                start_ms = wider  # rows before this scan's start may be a clean success's
+            else:
+                return Unclear(_REACHING)
         except (SendError, ValueError, KeyError, TypeError) as exc:
             return Unclear(f"the venue's clock or ledger could not be read: {exc}")
-        return await self._claim_unowned(venue, intent, spec, rows, owned, owner=owner)
+        clean = others.clean_between(
+            start_ms, scan.end_ms, offset_ms=scan.offset_ms, margin_ms=margin_ms
+        )
+        if clean is None:
+            return Unclear(
+                "an identical transfer that succeeded without a ledger id may own a row "
+                "after the search window's end"
+            )
+        return await self._claim_unowned(
+            venue,
+            intent,
+            spec,
+            scan.window(start_ms),
+            claimed=others.claimed,
+            clean=clean,
+            owner=owner,
+        )
 
     async def _claim_unowned(
         self,
@@ -165,32 +167,31 @@ class Reconciler:
         intent: Intent,
         spec: TransferSpec,
         rows: list[LedgerRow],
-        owned: _Owned,
         *,
+        claimed: frozenset[str],
+        clean: int,
         owner: str,
     ) -> Found | Absent | Unclear:
         """Claim a matching row that no other intent accounts for; absent if there is none.
 
         Ledger accounting, not first match: an identical transfer that succeeded cleanly got
         the transfer endpoint's id, not its ledger row's, so it claimed no row, yet one of the
-        rows is its. The window reaches back far enough to hold every such row whole
-        (`_accounted_for`), so exactly ``owned.clean`` of its unclaimed matching rows are
-        theirs; only rows beyond those can be this intent's.
+        rows is its. The window holds every such row whole (`_Identical.reach_back`), so
+        exactly ``clean`` of its unclaimed matching rows are theirs; only rows beyond those
+        can be this intent's.
         """
         matching: list[LedgerRow] = []
         undecidable = False
         for row in sorted(rows, key=lambda r: (r.transact_time_ms, r.transact_id)):
-            if row.transact_time_ms < owned.start_ms:
-                continue
             match = venue.ledger_matches(row, spec)
             if match is None:
                 undecidable = True
             elif match:
                 matching.append(row)
-        unclaimed = [row for row in matching if row.transact_id not in owned.claimed]
+        unclaimed = [row for row in matching if row.transact_id not in claimed]
         # The earliest rows go to the clean successes: under the one-unresolved-identical-
         # movement rule they were all sent before this intent.
-        for row in unclaimed[owned.clean :]:
+        for row in unclaimed[clean:]:
             if await self._journal.claim_ledger_ref(intent.id, owner=owner, ref=row.transact_id):
                 return Found(row.transact_id)
             # Refused: another intent owns the row, or we lost our lease. Only the first
@@ -200,29 +201,14 @@ class Reconciler:
                 raise LeaseLostError(f"intent {intent.key!r} was taken over by another worker")
         return Unclear(_UNTYPED) if undecidable else Absent()
 
-    async def _accounted_for(
-        self,
-        venue: LedgerVenue,
-        intent: Intent,
-        spec: TransferSpec,
-        *,
-        start_ms: int,
-        end_ms: int,
-        offset_ms: float,
-    ) -> _Owned | None:
-        """What other identical intents of this account own in the window from ``start_ms``
-        to ``end_ms``; ``None`` if a clean success may own a row after ``end_ms``.
+    async def _identical(self, intent: Intent, spec: TransferSpec) -> _Identical:
+        """What the journal says of this account's other intents moving exactly ``spec``.
 
-        A clean success's row lies somewhere between its first send and its answer. One
-        whose span straddles ``start_ms`` would make the count uncertain, so the window is
-        moved back to hold that span whole (and again, for any span that reaches into the
-        added part): every clean success is then wholly inside the window or wholly outside.
         Reads the account's whole journal (a reconciliation is rare; a time-bounded listing
         would make it cheaper on a very large journal).
         """
-        margin_ms = venue.ledger_margin_seconds * 1000
         claimed: set[str] = set()
-        spans: list[tuple[float, float]] = []
+        clean: list[tuple[float, float]] = []
         for other in await self._journal.list(accounts=[(intent.venue, intent.account)]):
             if other.key == intent.key:
                 continue
@@ -235,64 +221,52 @@ class Reconciler:
                 continue
             finished = other.finished_at or other.last_sent_at or other.first_sent_at
             assert finished is not None  # noqa: S101 - a settled, sent intent has its times
-            latest_ms = finished.timestamp() * 1000 + offset_ms + margin_ms
-            spans.append((other.first_sent_venue_ms - margin_ms, latest_ms))
+            clean.append((other.first_sent_venue_ms, finished.timestamp() * 1000))
+        return _Identical(claimed=frozenset(claimed), clean=tuple(clean))
+
+
+_MAX_REACH_BACKS = 3
+_REACHING = (
+    "identical transfers that succeeded without a ledger id keep reaching back before the "
+    "search window"
+)
+
+
+@attrs.frozen
+class _Identical:
+    """Other intents of the account moving the same: the ledger rows they claimed, and for
+    each clean success (which claimed none) its first send in the venue's time and when its
+    answer was recorded, on this host's wall clock (its row lies between the two)."""
+
+    claimed: frozenset[str]
+    clean: tuple[tuple[float, float], ...]
+
+    def _spans(self, offset_ms: float, margin_ms: float) -> list[tuple[float, float]]:
+        return [(sent - margin_ms, done + offset_ms + margin_ms) for sent, done in self.clean]
+
+    def reach_back(self, start_ms: int, *, offset_ms: float, margin_ms: float) -> int:
+        """Move ``start_ms`` back so no clean success's span straddles it (again for any span
+        reaching into the added part): each one is then wholly inside the window or wholly
+        outside, and the count of rows they own in it is exact."""
+        spans = self._spans(offset_ms, margin_ms)
         moved = True
         while moved:
             moved = False
             for earliest_ms, latest_ms in spans:
                 if earliest_ms < start_ms <= latest_ms:
                     start_ms, moved = int(earliest_ms), True
+        return start_ms
+
+    def clean_between(
+        self, start_ms: int, end_ms: int, *, offset_ms: float, margin_ms: float
+    ) -> int | None:
+        """How many clean successes own a row between ``start_ms`` and ``end_ms``; ``None``
+        if one may own a row after ``end_ms``."""
         clean = 0
-        for earliest_ms, latest_ms in spans:
+        for earliest_ms, latest_ms in self._spans(offset_ms, margin_ms):
             if latest_ms < start_ms or earliest_ms > end_ms:
                 continue  # its row is outside the window
             if latest_ms > end_ms:
                 return None
             clean += 1
-        return _Owned(start_ms=start_ms, claimed=frozenset(claimed), clean=clean)
-
-    async def _rows(
-        self,
-        venue: LedgerVenue,
-        server_clock: ServerClock,
-        currency: str,
-        start_ms: int,
-        end_ms: int,
-    ) -> list[LedgerRow]:
-        account = await self._spot_account(venue, server_clock)
-        rows: list[LedgerRow] = []
-        window_start = start_ms
-        while window_start <= end_ms:  # the ledger answers at most 10 days per query
-            window_end = min(end_ms, window_start + LEDGER_MAX_WINDOW_MS - 1)
-            from_id: str | None = None
-            while True:
-                page = venue.parse_ledger(
-                    await self._get(
-                        venue.ledger_request(
-                            account_id=account,
-                            currency=currency,
-                            start_ms=window_start,
-                            end_ms=window_end,
-                            from_id=from_id,
-                            timestamp_ms=server_clock.timestamp_ms(),
-                        )
-                    )
-                )
-                rows.extend(page.rows)
-                if page.next_id is None or page.next_id == from_id:
-                    break
-                from_id = page.next_id
-            window_start = window_end + 1
-        return rows
-
-    async def _spot_account(self, venue: LedgerVenue, server_clock: ServerClock) -> str:
-        cached = self._spot_accounts.get(venue)
-        if cached is None:
-            response = await self._get(venue.accounts_request(server_clock.timestamp_ms()))
-            cached = venue.parse_spot_account_id(response)
-            self._spot_accounts[venue] = cached
-        return cached
-
-    async def _get(self, request: HttpRequest) -> HttpResponse:
-        return await self._transport.send(request, timeout=self._timeout)
+        return clean

@@ -976,3 +976,23 @@ async def test_sqlite_a_refused_write_in_a_group_gets_its_own_answer(tmp_path: P
     assert rows["stolen"] == TransferStatus.PENDING.value
     assert "ghost" not in rows
     assert {f"new{n}" for n in range(5)} <= rows.keys()
+
+
+async def test_the_bound_on_an_intents_attempts_is_stored_and_read_back(journal: Journal) -> None:
+    """`Intent.attempts_end_venue_ms` (where a settle window may start) survives a claim and a save
+    exactly: resume() in another process counts an HTX settle window from it."""
+    bound = 1_795_000_000_123
+    claim = await journal.claim(
+        attrs.evolve(make_intent(), attempts_end_venue_ms=bound), owner="w1", lease_seconds=60
+    )
+    assert claim.intent.attempts_end_venue_ms == bound
+    assert (await journal.get(iid())).attempts_end_venue_ms == bound  # type: ignore[union-attr]
+    later = bound + 70_000
+    await journal.save(
+        attrs.evolve(claim.intent, status=TransferStatus.IN_FLIGHT, attempts_end_venue_ms=later),
+        owner="w1",
+        lease_seconds=None,
+    )
+    stored = await journal.get(iid())
+    assert stored is not None
+    assert stored.attempts_end_venue_ms == later

@@ -206,7 +206,8 @@ async def test_a_schema_2_sqlite_journal_gains_movements_and_keeps_its_intents(
     await old.claim(sent, owner="a", lease_seconds=LEASE)
     await old.aclose()
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE movements")
+    db.execute("DROP TABLE movements")  # as schema 2 had it
+    db.execute("ALTER TABLE intents DROP COLUMN attempts_end_venue_ms")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
@@ -230,7 +231,10 @@ async def test_a_schema_2_postgres_journal_gains_movements_and_keeps_its_intents
         await old.open()
         sent = attrs.evolve(htx_intent("a"), status=TransferStatus.UNKNOWN, attempts=1)
         await old.claim(sent, owner="a", lease_seconds=LEASE)
-        await old._run(lambda c: c.execute(f"DROP TABLE {schema}.movements"))
+        await old._run(lambda c: c.execute(f"DROP TABLE {schema}.movements"))  # as schema 2
+        await old._run(
+            lambda c: c.execute(f"ALTER TABLE {schema}.intents DROP COLUMN attempts_end_venue_ms")
+        )
         await old._run(lambda c: c.execute(f"UPDATE {schema}.meta SET version = 2"))  # noqa: S608
         await old.aclose()
         journal = PostgresJournal(dsn, schema=schema)

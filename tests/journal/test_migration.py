@@ -240,3 +240,46 @@ async def test_an_upgraded_postgres_journal_keeps_every_row() -> None:
     assert adopted is not None
     assert [r.key for r in mine] == ["xt-open"]
     assert version == 3
+
+
+async def test_a_schema_2_sqlite_journal_gains_attempts_end_venue_ms_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    """A journal from before `Intent.attempts_end_venue_ms` (schema 2) is migrated in place: its
+    rows are kept with the bound unknown (resume() then falls back to a later one), and the
+    new column is written from then on."""
+    path = tmp_path / "journal.sqlite3"
+    journal = SqliteJournal(path)
+    await journal.open()
+    intent = xferkit.journal.Intent(
+        key="open",
+        venue="xt",
+        account=xt().account,
+        fingerprint="f" * 64,
+        params='{"amount":"10"}',
+        token="biz",
+        body="{}",
+        created_at=NOW,
+        status=TransferStatus.IN_FLIGHT,
+        attempts=1,
+    )
+    await journal.claim(intent, owner="w", lease_seconds=60)
+    await journal.aclose()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE intents DROP COLUMN attempts_end_venue_ms")  # as schema 2 had it
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    journal = SqliteJournal(path)
+    await journal.open()
+    try:
+        stored = await journal.get(intent.id)
+        assert stored is not None
+        assert stored.attempts_end_venue_ms is None
+        assert stored.status is TransferStatus.IN_FLIGHT
+        await journal.save(stored, owner="w", lease_seconds=60)  # still w's lease
+    finally:
+        await journal.aclose()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (3,)
+    assert db.execute("SELECT count(*) FROM movements").fetchone() == (0,)  # schema 3 too

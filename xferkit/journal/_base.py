@@ -185,6 +185,13 @@ class Intent:
         lease_owner: the worker driving it, or ``None``.
         lease_expires_at: until when that worker's lease holds.
         settlement: who settled it by hand, when and why (``None``: the venue's answer did).
+        attempts_end_venue_ms: the venue's clock (Unix ms) by which every attempt sent so far
+            has ended, as the worker that last wrote the intent could prove it; ``None`` if
+            never sent on a venue that reconciles, or written before the field existed. A
+            venue may commit a transfer until its attempt ends, so a ledger's settle window
+            counts from here when the sends were another call's or process's. In the venue's
+            time, which every worker measures alike, not in a worker's own clock
+            (`xferkit._settle_from`).
     """
 
     key: str
@@ -207,6 +214,7 @@ class Intent:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     settlement: Settlement | None = None
+    attempts_end_venue_ms: int | None = None
 
     @property
     def id(self) -> IntentId:
@@ -437,6 +445,7 @@ def intent_from_row(row: Mapping[str, Any], read_time: Callable[[Any], datetime 
         lease_owner=row["lease_owner"],
         lease_expires_at=read_time(row["lease_expires_at"]),
         settlement=Settlement.from_json(row["settlement"]) if row["settlement"] else None,
+        attempts_end_venue_ms=row["attempts_end_venue_ms"],
     )
 
 

@@ -51,7 +51,7 @@ _MIGRATION_LOCK = 0x78666B6A  # "xfkj": one advisory lock id for every xferkit s
 _COLUMNS = (
     "key, venue, account, fingerprint, params, token, body, status, attempts, transfer_id, error, "
     "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
-    "lease_owner, lease_expires_at, settlement"
+    "lease_owner, lease_expires_at, settlement, attempts_end_venue_ms"
 )
 
 
@@ -63,7 +63,7 @@ def _meta_sql(schema: str) -> list[str]:
 
 
 def _schema_sql(schema: str) -> list[str]:
-    """Schema 2: an intent is identified by (venue, account, key)."""
+    """Schema 3: an intent is identified by (venue, account, key)."""
     return [
         f"""CREATE TABLE {schema}.intents (
             key                 text NOT NULL,
@@ -86,6 +86,7 @@ def _schema_sql(schema: str) -> list[str]:
             lease_owner         text,
             lease_expires_at    timestamptz,
             settlement          text,
+            attempts_end_venue_ms bigint,
             PRIMARY KEY (venue, account, key)
         )""",
         f"CREATE INDEX intents_status ON {schema}.intents (status, created_at)",
@@ -127,6 +128,12 @@ def _migration_from_1_sql(schema: str) -> list[str]:
     ]
 
 
+def _migration_from_2_sql(schema: str) -> list[str]:
+    """Schema 2 to 3: `Intent.attempts_end_venue_ms`, unknown on old rows (and the
+    ``movements`` table, `_movements_sql`)."""
+    return [f"ALTER TABLE {schema}.intents ADD COLUMN attempts_end_venue_ms bigint"]
+
+
 _WHERE_ID = "venue = $1 AND account = $2 AND key = $3"
 
 
@@ -141,12 +148,12 @@ def _intent(row: Any) -> Intent:
 
 _STATE_COLUMNS = (
     "status, attempts, transfer_id, error, ledger_ref, first_sent_at, first_sent_venue_ms, "
-    "last_sent_at, finished_at, params, body, settlement"
+    "last_sent_at, finished_at, params, body, settlement, attempts_end_venue_ms"
 )
 
 
 def _state(intent: Intent) -> list[object]:
-    """The values of ``_STATE_COLUMNS``: what a save writes (``$4..$15``, after the id)."""
+    """The values of ``_STATE_COLUMNS``: what a save writes (``$4..$16``, after the id)."""
     return [
         intent.status.value,
         intent.attempts,
@@ -160,6 +167,7 @@ def _state(intent: Intent) -> list[object]:
         intent.params,
         intent.body,
         intent.settlement.to_json() if intent.settlement else None,
+        intent.attempts_end_venue_ms,
     ]
 
 
@@ -325,6 +333,7 @@ class PostgresJournal:
                     )
                 elif version < SCHEMA_VERSION:
                     steps = _migration_from_1_sql(self.schema) if version == 1 else []
+                    steps += _migration_from_2_sql(self.schema)
                     for statement in [*steps, *_movements_sql(self.schema)]:
                         await connection.execute(statement)
                     await connection.execute(
@@ -370,7 +379,7 @@ class PostgresJournal:
                 f"""INSERT INTO {table} (venue, account, key, fingerprint, token, created_at,
                     {_STATE_COLUMNS}, lease_owner, lease_expires_at) VALUES (
                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17, $18, $19, now() + make_interval(secs => $20))
+                    $17, $18, $19, $20, now() + make_interval(secs => $21))
                 ON CONFLICT (venue, account, key) DO NOTHING RETURNING {_COLUMNS}""",  # noqa: S608
                 *ident,
                 intent.fingerprint,
@@ -420,11 +429,11 @@ class PostgresJournal:
                 f"""UPDATE {table} SET status = $4, attempts = $5, transfer_id = $6, error = $7,
                     ledger_ref = $8, first_sent_at = $9, first_sent_venue_ms = $10,
                     last_sent_at = $11, finished_at = $12, params = $13, body = $14,
-                    settlement = $15,
-                    lease_owner = CASE WHEN $17 THEN NULL ELSE lease_owner END,
-                    lease_expires_at = CASE WHEN $17 THEN NULL
-                        ELSE now() + make_interval(secs => $18) END
-                    WHERE {_WHERE_ID} AND lease_owner = $16 RETURNING 1""",  # noqa: S608
+                    settlement = $15, attempts_end_venue_ms = $16,
+                    lease_owner = CASE WHEN $18 THEN NULL ELSE lease_owner END,
+                    lease_expires_at = CASE WHEN $18 THEN NULL
+                        ELSE now() + make_interval(secs => $19) END
+                    WHERE {_WHERE_ID} AND lease_owner = $17 RETURNING 1""",  # noqa: S608
                 intent.venue,
                 intent.account,
                 intent.key,

@@ -55,9 +55,9 @@ _T = TypeVar("_T")
 # Schema 2: an intent is identified by (venue, account, key), stored as `IntentId.text` in
 # ``id``. Schema 1 was keyed by ``key`` alone; `_migrate_from_1` keeps its rows, with the
 # account unknown (`LEGACY_ACCOUNT`).
-# Schema 3 adds ``movements``: per (venue, account, `movement_of`), which intent holds the
-# turn to send it and when the previous one's spacing ends (`SqliteJournal.take_movement`).
-# Every statement is IF NOT EXISTS, so creating it migrates a schema 2 file.
+# Schema 3 adds ``intents.attempts_end_venue_ms`` and ``movements``: per (venue, account,
+# `movement_of`), which intent holds the turn to send it and when the previous one's spacing
+# ends (`SqliteJournal.take_movement`). `_migrate_from_2` adds both to a schema 2 file.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS intents (
     id               TEXT PRIMARY KEY,
@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS intents (
     finished_at      TEXT,
     lease_owner      TEXT,
     lease_expires_at TEXT,
-    settlement       TEXT
+    settlement       TEXT,
+    attempts_end_venue_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS intents_status ON intents (status, created_at);
 CREATE INDEX IF NOT EXISTS intents_key ON intents (key);
@@ -103,7 +104,10 @@ _V1_COLUMNS = (
     "ledger_ref, created_at, first_sent_at, first_sent_venue_ms, last_sent_at, finished_at, "
     "lease_owner, lease_expires_at"
 )
-_COLUMNS = f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement"
+_COLUMNS = (
+    f"id, {_V1_COLUMNS.replace('venue, ', 'venue, account, ', 1)}, settlement, "
+    "attempts_end_venue_ms"
+)
 _WIDTH = len(_COLUMNS.split(", "))
 _UPSERT = f"INSERT OR REPLACE INTO intents ({_COLUMNS}) VALUES ({', '.join('?' * _WIDTH)})"  # noqa: S608
 # A save writes every column but the id, and only while the saver holds the lease.
@@ -174,6 +178,7 @@ def _row(intent: Intent) -> tuple[object, ...]:
         intent.lease_owner,
         to_timestamp(intent.lease_expires_at),
         intent.settlement.to_json() if intent.settlement else None,
+        intent.attempts_end_venue_ms,
     )
 
 
@@ -206,11 +211,19 @@ def _migrate_from_1(db: sqlite3.Connection) -> None:
                 LEGACY_ACCOUNT,
                 *row[2:],
                 None,  # no settlement
+                None,  # attempts_end_venue_ms: unknown
             )
             for row in db.execute(f"SELECT {_V1_COLUMNS} FROM intents_v1")  # noqa: S608
         ),
     )
     db.execute("DROP TABLE intents_v1")
+
+
+def _migrate_from_2(db: sqlite3.Connection) -> None:
+    """Schema 2 to 3: `Intent.attempts_end_venue_ms`, unknown on old rows, and the
+    ``movements`` table (`_create_schema`'s statements are all IF NOT EXISTS)."""
+    db.execute("ALTER TABLE intents ADD COLUMN attempts_end_venue_ms INTEGER")
+    _create_schema(db)
 
 
 def _create_schema(db: sqlite3.Connection) -> None:
@@ -484,9 +497,9 @@ class SqliteJournal:
                 if version == 0:
                     _create_schema(db)
                 elif version == 1:
-                    _migrate_from_1(db)
+                    _migrate_from_1(db)  # straight to the current schema
                 elif version == 2:
-                    _create_schema(db)  # adds the movements table (schema 3)
+                    _migrate_from_2(db)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.execute("COMMIT")
                 self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
