@@ -43,7 +43,7 @@ from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
-from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError
+from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError, SweepJournal
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
@@ -136,6 +136,9 @@ class _Progress:
     # When (monotonic) the claim wrote the next attempt to the journal, leasing the intent;
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
+    # What the journal said before the claim recorded the next attempt, if that claim was a
+    # resume()'s take (`Engine._take`): written back should the attempt never be sent.
+    unsent: Intent | None = None
     # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
     # may commit a transfer until then, so a ledger's settle window counts from here.
     attempt_ended_at: datetime | None = None
@@ -259,6 +262,8 @@ class Engine:
         budget: RetryBudget | None = None,
     ) -> None:
         self._journal = journal
+        # Checked once: a journal that can take an intent and record its attempt in one write.
+        self._sweeper = journal if isinstance(journal, SweepJournal) else None
         self._budget = budget
         self._transport = transport
         self._clock = clock
@@ -325,6 +330,12 @@ class Engine:
         trading engine's short call deadline must not keep recovery from settling anything.
         """
         owner = self._new_owner()
+        taken = await self._take(runtime, intent, owner)
+        if taken is not None:
+            try:
+                return await self._drive(runtime, taken, owner, deadline_at, unsent=intent)
+            except LeaseLostError:
+                return None
         with anyio.CancelScope(shield=True):  # as in _claim_and_drive
             claim = await self._journal.claim(
                 intent, owner=owner, lease_seconds=self._lease_seconds
@@ -337,6 +348,29 @@ class Engine:
             return await self._drive(runtime, claim.intent, owner, deadline_at)
         except LeaseLostError:
             return None  # taken over by another worker, which settles it
+
+    async def _take(self, runtime: VenueRuntime, intent: Intent, owner: str) -> Intent | None:
+        """Lease a listed XT intent and record its next attempt in one journal write.
+
+        As `transfer` folds the first attempt into its claim: the resend has to be durable
+        (IN_FLIGHT, counted) before it goes out anyway. Only for an intent that may have been
+        sent (IN_FLIGHT or UNKNOWN) on a venue that de-duplicates: whatever else, or a row that
+        changed since it was listed (``None``), goes through the ordinary claim.
+        """
+        if (
+            self._sweeper is None
+            or runtime.venue.ambiguity_policy is not AmbiguityPolicy.RESEND
+            or intent.status not in _UNRESOLVED
+        ):
+            return None
+        # The attempt as `_attempt` records one for an intent sent before: counted, its send
+        # time, the status as it was.
+        attempt = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=_utc(self._clock))
+        with anyio.CancelScope(shield=True):  # as a claim: never leave a lease held
+            taken = await self._sweeper.take(
+                intent, attempt, owner=owner, lease_seconds=self._lease_seconds
+            )
+        return taken  # noqa: RET504 - mypy: a shielded scope may swallow the return
 
     async def _claim_and_drive(
         self, runtime: VenueRuntime, intent: Intent, spec: TransferSpec, deadline_at: float | None
@@ -431,10 +465,12 @@ class Engine:
         *,
         fresh: bool = False,
         spec: TransferSpec | None = None,
+        unsent: Intent | None = None,
     ) -> Receipt:
         """Drive a claimed intent; ``fresh`` if this call's claim created it (nothing sent).
 
-        ``spec`` is the intent's parsed ``params``, when the caller has it at hand.
+        ``spec`` is the intent's parsed ``params``, when the caller has it at hand. ``unsent``
+        is the intent before its claim recorded the next attempt (`_take`), if it did.
         """
         done = anyio.Event()
         self._driving[intent.id] = done
@@ -448,9 +484,10 @@ class Engine:
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
             attempt_recorded_at=(
                 self._clock.monotonic()
-                if fresh and intent.status is TransferStatus.IN_FLIGHT
+                if (fresh and intent.status is TransferStatus.IN_FLIGHT) or unsent is not None
                 else None
             ),
+            unsent=unsent,
         )
         settled = False
         try:
@@ -506,6 +543,8 @@ class Engine:
         the journal keeps saying "never sent" only of what never was.
         """
         intent = progress.intent
+        if progress.unsent is not None and not progress.sent_this_call:
+            return progress.unsent  # a taken intent's recorded attempt was never sent
         if fresh and not progress.sent_this_call and intent.status is TransferStatus.IN_FLIGHT:
             return attrs.evolve(
                 intent,

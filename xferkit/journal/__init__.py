@@ -1,6 +1,15 @@
 """Journals: where intents are made durable before anything is sent."""
 
-from ._base import LEGACY_ACCOUNT, Claim, Intent, IntentId, Journal, LeaseLostError, StoredError
+from ._base import (
+    LEGACY_ACCOUNT,
+    Claim,
+    Intent,
+    IntentId,
+    Journal,
+    LeaseLostError,
+    StoredError,
+    SweepJournal,
+)
 from .memory import MemoryJournal
 from .postgres import PostgresJournal
 from .sqlite import DEFAULT_JOURNAL_PATH, SqliteJournal
@@ -17,4 +26,5 @@ __all__ = [
     "PostgresJournal",
     "SqliteJournal",
     "StoredError",
+    "SweepJournal",
 ]

@@ -127,6 +127,52 @@ _WRITE_GROUP = (
 # runs alone.
 _CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
 
+# A take (`SqliteJournal.take`) writes the columns of an attempt and the lease, only where the
+# row still is what the taker listed and its lease is free. Its values: the id, the seven
+# columns written, then what the row must hold (status, attempts, last_sent_at, error) and
+# the time leases are judged at.
+_TAKE_SET = (
+    "status",
+    "attempts",
+    "first_sent_at",
+    "first_sent_venue_ms",
+    "last_sent_at",
+    "lease_owner",
+    "lease_expires_at",
+)
+_TAKE_WIDTH = 1 + len(_TAKE_SET) + 5
+_TAKE_WHERE = (
+    "intents.id = {id} AND intents.status = {status} AND intents.attempts = {attempts}"
+    " AND intents.last_sent_at IS {last} AND intents.error IS {error}"
+    " AND (intents.lease_expires_at IS NULL OR intents.lease_expires_at <= {now})"
+)
+_TAKE = (
+    "UPDATE intents SET "  # noqa: S608 - no value is formatted in
+    + ", ".join(f"{name} = ?" for name in _TAKE_SET)
+    + " WHERE "
+    + _TAKE_WHERE.format(id="?", status="?", attempts="?", last="?", error="?", now="?")
+)
+_TAKE_ROW = f"({', '.join('?' * _TAKE_WIDTH)})"
+# Many takes in one statement; RETURNING says which were written (UPDATE ... FROM arrived in
+# SQLite 3.33, RETURNING in 3.35: with an older library each take runs alone).
+_TAKE_GROUP = (
+    "UPDATE intents SET "  # noqa: S608 - no value is formatted in
+    + ", ".join(f"{name} = v.column{n}" for n, name in enumerate(_TAKE_SET, 2))
+    + " FROM (VALUES {values}) AS v WHERE "
+    + _TAKE_WHERE.format(
+        id="v.column1",
+        status=f"v.column{len(_TAKE_SET) + 2}",
+        attempts=f"v.column{len(_TAKE_SET) + 3}",
+        last=f"v.column{len(_TAKE_SET) + 4}",
+        error=f"v.column{len(_TAKE_SET) + 5}",
+        now=f"v.column{len(_TAKE_SET) + 6}",
+    )
+    .replace("{", "{{")
+    .replace("}", "}}")
+    + " RETURNING intents.id"
+)
+_CAN_GROUP_TAKES = sqlite3.sqlite_version_info >= (3, 35, 0)
+
 
 def _row(intent: Intent) -> tuple[object, ...]:
     return (
@@ -267,6 +313,45 @@ class _SaveWrite:
             raise lease_lost(self.key, None if holder is None else holder[0], self.owner)
 
 
+@attrs.define
+class _TakeWrite:
+    """A take: one intent's attempt columns and lease, written only where the row still is
+    what the taker listed (`takeable`), its lease free. The answer is whether it was written.
+
+    ``values`` (a row of `_TAKE_GROUP`'s VALUES) is built on the event loop's thread, as a
+    claim's row is (see `_ClaimWrite`).
+    """
+
+    key: str
+    values: tuple[object, ...]
+
+    def __call__(self, db: sqlite3.Connection) -> bool:
+        row_id, *rest = self.values
+        written = rest[: len(_TAKE_SET)]
+        return db.execute(_TAKE, (*written, row_id, *rest[len(_TAKE_SET) :])).rowcount == 1
+
+
+def _take_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) -> list[Write[Any]]:
+    """Write the batch's takes in one statement; return the writes left to run.
+
+    Run inside the commit's transaction, before the claims and saves. A take that finds the
+    row changed or leased is simply not written (not an error): its answer is ``False``.
+    """
+    seen = Counter(w.key for w in batch)
+    takes = [(w, w.run) for w in batch if isinstance(w.run, _TakeWrite) and seen[w.key] == 1][
+        :limit
+    ]
+    if not takes:
+        return batch
+    values = [value for _, take in takes for value in take.values]
+    statement = _TAKE_GROUP.format(values=", ".join([_TAKE_ROW] * len(takes)))
+    written = {row[0] for row in db.execute(statement, values)}
+    for write, take in takes:
+        write.value = take.values[0] in written
+    grouped = {id(w) for w, _ in takes}
+    return [w for w in batch if id(w) not in grouped]
+
+
 def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) -> list[Write[Any]]:
     """Write the batch's claims and saves in one statement; return the writes left to run.
 
@@ -321,17 +406,46 @@ def _run_alone(db: sqlite3.Connection, writes: list[Write[Any]], path: Path) -> 
     """
     db.execute("BEGIN IMMEDIATE")
     try:
-        for write in writes:
-            try:
-                write.value = write.run(db)
-            except (JournalError, sqlite3.Error) as exc:
-                if not db.in_transaction:
-                    raise  # SQLite rolled everything back
-                write.error = exc if isinstance(exc, JournalError) else _failed(path, exc)
+        _run_each(db, writes, path)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
+        raise
+
+
+def _run_each(db: sqlite3.Connection, writes: list[Write[Any]], path: Path) -> None:
+    """The body of `_run_alone`, inside a transaction the caller holds."""
+    for write in writes:
+        try:
+            write.value = write.run(db)
+        except (JournalError, sqlite3.Error) as exc:
+            if not db.in_transaction:
+                raise  # SQLite rolled everything back
+            write.error = exc if isinstance(exc, JournalError) else _failed(path, exc)
+
+
+def _commit_with_takes(
+    db: sqlite3.Connection, batch: list[Write[Any]], limit: int, path: Path
+) -> None:
+    """Commit a batch that holds takes: one transaction, one fsync, few statements.
+
+    The takes go first, in one statement (`_take_group`); then the claims and saves in one
+    (`_write_group`: inside a transaction, a refused group statement is undone alone, and
+    its writes run one by one); then whatever is left, one by one. Any error that ends the
+    transaction fails the whole batch (the caller raises it for every write).
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        rest = _take_group(db, batch, limit)
+        rest = _write_group(db, rest, limit)
+        _run_each(db, rest, path)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        for write in batch:
+            write.value = None  # nothing of the batch is on disk
         raise
 
 
@@ -405,6 +519,16 @@ class SqliteJournal:
         if db is None:
             raise JournalError(f"{self!r} is not open")
         path, limit = self.path, self._group_limit
+        if _CAN_GROUP_TAKES and any(isinstance(w.run, _TakeWrite) for w in batch):
+
+            def commit_with_takes() -> None:
+                try:
+                    _commit_with_takes(db, batch, limit, path)
+                except sqlite3.Error as exc:
+                    raise _failed(path, exc) from exc
+
+            await anyio.to_thread.run_sync(commit_with_takes, limiter=self._limiter)
+            return
 
         def commit() -> None:
             rest = batch
@@ -486,6 +610,37 @@ class SqliteJournal:
         """Record ``intent`` unless its id exists; take the lease if free. Durable on return."""
         write = _ClaimWrite(intent, owner, self._now(), lease_seconds)
         return await self._write(write, key=write.row_id)
+
+    async def take(
+        self, listed: Intent, attempt: Intent, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
+        """Lease ``listed`` and record ``attempt`` if the stored row still is ``listed``.
+
+        One conditional UPDATE of the attempt's columns and the lease; in a group commit, one
+        statement for every take of the group. Durable on return.
+        """
+        if listed.status.is_terminal:
+            return None
+        now = self._now()
+        leased = with_lease(attempt, owner=owner, now=now, lease_seconds=lease_seconds)
+        row_id = listed.id.text()
+        values = (
+            row_id,
+            leased.status.value,
+            leased.attempts,
+            to_timestamp(leased.first_sent_at),
+            leased.first_sent_venue_ms,
+            to_timestamp(leased.last_sent_at),
+            leased.lease_owner,
+            to_timestamp(leased.lease_expires_at),
+            listed.status.value,
+            listed.attempts,
+            to_timestamp(listed.last_sent_at),
+            listed.error.to_json() if listed.error else None,
+            to_timestamp(now),
+        )
+        written = await self._write(_TakeWrite(row_id, values), key=row_id)
+        return leased if written else None
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease. Durable on return."""
@@ -579,6 +734,33 @@ class SqliteJournal:
             return cursor.rowcount
 
         return await self._write(prune, key="")
+
+    async def list_page(
+        self,
+        *,
+        statuses: Collection[TransferStatus],
+        accounts: Collection[tuple[str, str]],
+        after: Intent | None,
+        limit: int,
+    ) -> list[Intent]:
+        """Up to ``limit`` intents after ``after`` in sweep order (`sweep_order`)."""
+        wanted = [s.value for s in statuses]
+        pairs = list(accounts)
+        if not wanted or not pairs:
+            return []
+        sql = (
+            f"SELECT {_COLUMNS} FROM intents WHERE status IN ({', '.join('?' * len(wanted))})"  # noqa: S608
+            + " AND ("
+            + " OR ".join(["(venue = ? AND account = ?)"] * len(pairs))
+            + ")"
+        )
+        args: list[object] = [*wanted, *(part for pair in pairs for part in pair)]
+        if after is not None:
+            sql += " AND (created_at, key, venue, account) > (?, ?, ?, ?)"
+            args.extend((to_timestamp(after.created_at), after.key, after.venue, after.account))
+        sql += " ORDER BY created_at, key, venue, account LIMIT ?"
+        args.append(limit)
+        return await self._run(lambda db: [_intent(r) for r in db.execute(sql, args)])
 
     async def list(
         self,
