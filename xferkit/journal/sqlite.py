@@ -97,81 +97,70 @@ _SAVE = (
 )
 _SELECT = f"SELECT {_COLUMNS} FROM intents WHERE id = ?"  # noqa: S608
 _HOLDER = "SELECT lease_owner FROM intents WHERE id = ?"
-# A batch's claims and saves are written by one statement (`_write_group`). Each row of its
-# VALUES is an intent's columns (id first, as `_row`), then the writer (the lease owner), then
-# 0 for a claim or 1 for a save.
+# A batch's claims, saves and takes are written by one statement (`_write_group`). Each row of
+# its VALUES is an intent's columns (id first, as `_row`), then the writer (the lease owner),
+# its kind (`_CLAIM`, `_SAVE_KIND` or `_TAKE_KIND`), and for a take what the stored row must
+# still hold (status, attempts, last_sent_at, error) and the time leases are judged at (NULL
+# for the other kinds).
+_CLAIM, _SAVE_KIND, _TAKE_KIND = 0, 1, 2
 _COLUMN_NAMES = _COLUMNS.split(", ")
-_GROUP_WIDTH = len(_COLUMN_NAMES) + 2
+_W = len(_COLUMN_NAMES)
+_GROUP_WIDTH = _W + 7
 _GROUP_ROW = f"({', '.join('?' * _GROUP_WIDTH)})"
-_KEY, _WRITER, _IS_SAVE = "v.column1", f"v.column{_GROUP_WIDTH - 1}", f"v.column{_GROUP_WIDTH}"
-# A claim of a stored key, or a save whose writer does not hold the lease: such a row's status
-# becomes NULL, which the NOT NULL constraint refuses, failing the whole statement.
-_REFUSED = (
-    f"(NOT {_IS_SAVE} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"  # noqa: S608
-    f" OR ({_IS_SAVE} AND NOT EXISTS"
-    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND i.lease_owner = {_WRITER}))"
+_NO_EXPECTATION = (None, None, None, None, None)
+_KEY, _WRITER, _KIND = "v.column1", f"v.column{_W + 1}", f"v.column{_W + 2}"
+# A take's condition (`takeable`), on the stored row ``i``.
+_TAKEABLE = (
+    f"i.status = v.column{_W + 3} AND i.attempts = v.column{_W + 4}"
+    f" AND i.last_sent_at IS v.column{_W + 5} AND i.error IS v.column{_W + 6}"
+    f" AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= v.column{_W + 7})"
 )
+# A claim of a stored key, a save whose writer does not hold the lease, or a take of a key not
+# stored: such a row's status becomes NULL, which the NOT NULL constraint refuses, failing the
+# whole statement.
+_REFUSED = (
+    f"({_KIND} = {_CLAIM} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"  # noqa: S608
+    f" OR ({_KIND} = {_SAVE_KIND} AND NOT EXISTS"
+    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND i.lease_owner = {_WRITER}))"
+    f" OR ({_KIND} = {_TAKE_KIND} AND NOT EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"
+)
+# A take that finds its row changed or leased is not refused but passed over: its fingerprint
+# (never empty in a real row) becomes '', and the update skips such rows. RETURNING then says
+# which takes were written.
+_PASSED_OVER = (
+    f"{_KIND} = {_TAKE_KIND} AND NOT EXISTS"  # noqa: S608
+    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND {_TAKEABLE})"
+)
+
+
+def _group_column(n: int, name: str) -> str:
+    if name == "status":
+        return f"CASE WHEN {_REFUSED} THEN NULL ELSE v.column{n} END"
+    if name == "fingerprint":
+        return f"CASE WHEN {_PASSED_OVER} THEN '' ELSE v.column{n} END"
+    return f"v.column{n}"
+
+
 _WRITE_GROUP = (
     f"INSERT INTO intents ({_COLUMNS}) SELECT "  # noqa: S608 - no value is formatted in
-    + ", ".join(
-        f"CASE WHEN {_REFUSED} THEN NULL ELSE v.column{n} END"
-        if name == "status"
-        else f"v.column{n}"
-        for n, name in enumerate(_COLUMN_NAMES, 1)
-    )
+    + ", ".join(_group_column(n, name) for n, name in enumerate(_COLUMN_NAMES, 1))
     # "WHERE true": without a WHERE, SQLite's parser would read ON CONFLICT as a join clause.
     + " FROM (VALUES {values}) AS v WHERE true ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMN_NAMES[1:])
+    + " WHERE excluded.fingerprint <> ''"
 )
 # ON CONFLICT ... DO UPDATE arrived in SQLite 3.24 (2018); with an older library every write
-# runs alone.
+# runs alone. RETURNING, which says which takes were written, arrived in 3.35: before it,
+# takes run alone.
 _CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
-
-# A take (`SqliteJournal.take`) writes the columns of an attempt and the lease, only where the
-# row still is what the taker listed and its lease is free. Its values: the id, the seven
-# columns written, then what the row must hold (status, attempts, last_sent_at, error) and
-# the time leases are judged at.
-_TAKE_SET = (
-    "status",
-    "attempts",
-    "first_sent_at",
-    "first_sent_venue_ms",
-    "last_sent_at",
-    "lease_owner",
-    "lease_expires_at",
-)
-_TAKE_WIDTH = 1 + len(_TAKE_SET) + 5
-_TAKE_WHERE = (
-    "intents.id = {id} AND intents.status = {status} AND intents.attempts = {attempts}"
-    " AND intents.last_sent_at IS {last} AND intents.error IS {error}"
-    " AND (intents.lease_expires_at IS NULL OR intents.lease_expires_at <= {now})"
-)
+_CAN_GROUP_TAKES = sqlite3.sqlite_version_info >= (3, 35, 0)
+# A take alone: every column but the id, where the row is still as listed and its lease free.
 _TAKE = (
     "UPDATE intents SET "  # noqa: S608 - no value is formatted in
-    + ", ".join(f"{name} = ?" for name in _TAKE_SET)
-    + " WHERE "
-    + _TAKE_WHERE.format(id="?", status="?", attempts="?", last="?", error="?", now="?")
+    + ", ".join(f"{name} = ?" for name in _COLUMN_NAMES[1:])
+    + " WHERE id = ? AND status = ? AND attempts = ? AND last_sent_at IS ? AND error IS ?"
+    " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
 )
-_TAKE_ROW = f"({', '.join('?' * _TAKE_WIDTH)})"
-# Many takes in one statement; RETURNING says which were written (UPDATE ... FROM arrived in
-# SQLite 3.33, RETURNING in 3.35: with an older library each take runs alone).
-_TAKE_GROUP = (
-    "UPDATE intents SET "  # noqa: S608 - no value is formatted in
-    + ", ".join(f"{name} = v.column{n}" for n, name in enumerate(_TAKE_SET, 2))
-    + " FROM (VALUES {values}) AS v WHERE "
-    + _TAKE_WHERE.format(
-        id="v.column1",
-        status=f"v.column{len(_TAKE_SET) + 2}",
-        attempts=f"v.column{len(_TAKE_SET) + 3}",
-        last=f"v.column{len(_TAKE_SET) + 4}",
-        error=f"v.column{len(_TAKE_SET) + 5}",
-        now=f"v.column{len(_TAKE_SET) + 6}",
-    )
-    .replace("{", "{{")
-    .replace("}", "}}")
-    + " RETURNING intents.id"
-)
-_CAN_GROUP_TAKES = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def _row(intent: Intent) -> tuple[object, ...]:
@@ -289,7 +278,7 @@ class _ClaimWrite:
     @property
     def group_row(self) -> tuple[object, ...]:
         """This claim as a row of `_WRITE_GROUP`'s VALUES."""
-        return (*self.new[1], self.owner, 0)
+        return (*self.new[1], self.owner, _CLAIM, *_NO_EXPECTATION)
 
 
 @attrs.define
@@ -304,7 +293,7 @@ class _SaveWrite:
     @property
     def group_row(self) -> tuple[object, ...]:
         """This save as a row of `_WRITE_GROUP`'s VALUES."""
-        return (*self.row, self.owner, 1)
+        return (*self.row, self.owner, _SAVE_KIND, *_NO_EXPECTATION)
 
     def __call__(self, db: sqlite3.Connection) -> None:
         # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
@@ -315,45 +304,29 @@ class _SaveWrite:
 
 @attrs.define
 class _TakeWrite:
-    """A take: one intent's attempt columns and lease, written only where the row still is
-    what the taker listed (`takeable`), its lease free. The answer is whether it was written.
+    """A take: the intent's row with its next attempt, written only where the stored row is
+    still what the taker listed (`takeable`), its lease free. The answer is whether it was.
 
-    ``values`` (a row of `_TAKE_GROUP`'s VALUES) is built on the event loop's thread, as a
-    claim's row is (see `_ClaimWrite`).
+    ``row`` (as `_row`) and ``expected`` are built on the event loop's thread, as a claim's
+    row is (see `_ClaimWrite`).
     """
 
     key: str
-    values: tuple[object, ...]
+    owner: str
+    row: tuple[object, ...]
+    expected: tuple[object, ...]  # status, attempts, last_sent_at, error, now
+
+    @property
+    def group_row(self) -> tuple[object, ...]:
+        """This take as a row of `_WRITE_GROUP`'s VALUES."""
+        return (*self.row, self.owner, _TAKE_KIND, *self.expected)
 
     def __call__(self, db: sqlite3.Connection) -> bool:
-        row_id, *rest = self.values
-        written = rest[: len(_TAKE_SET)]
-        return db.execute(_TAKE, (*written, row_id, *rest[len(_TAKE_SET) :])).rowcount == 1
-
-
-def _take_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) -> list[Write[Any]]:
-    """Write the batch's takes in one statement; return the writes left to run.
-
-    Run inside the commit's transaction, before the claims and saves. A take that finds the
-    row changed or leased is simply not written (not an error): its answer is ``False``.
-    """
-    seen = Counter(w.key for w in batch)
-    takes = [(w, w.run) for w in batch if isinstance(w.run, _TakeWrite) and seen[w.key] == 1][
-        :limit
-    ]
-    if not takes:
-        return batch
-    values = [value for _, take in takes for value in take.values]
-    statement = _TAKE_GROUP.format(values=", ".join([_TAKE_ROW] * len(takes)))
-    written = {row[0] for row in db.execute(statement, values)}
-    for write, take in takes:
-        write.value = take.values[0] in written
-    grouped = {id(w) for w, _ in takes}
-    return [w for w in batch if id(w) not in grouped]
+        return db.execute(_TAKE, (*self.row[1:], self.row[0], *self.expected)).rowcount == 1
 
 
 def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) -> list[Write[Any]]:
-    """Write the batch's claims and saves in one statement; return the writes left to run.
+    """Write the batch's claims, saves and takes in one statement; return the writes left.
 
     Why: the commit runs on a worker thread, which gives up the GIL for every step SQLite takes
     and must win it back from the event loop's thread, busy with many transfers in flight;
@@ -366,28 +339,43 @@ def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) ->
     write lock: if one would be refused (a claim of a stored key, a save by a writer without
     the lease) or breaks a constraint, the statement fails, SQLite undoes all of it, and every
     write of the batch runs alone, as it would have without grouping. So do writes of other
-    kinds, keys that appear twice in the batch, and any beyond ``limit`` rows.
+    kinds, keys that appear twice in the batch, and any beyond ``limit`` rows. A take whose
+    row changed or is leased is not an error but is passed over (not written, not returned).
     """
     if not _CAN_GROUP:
         return batch
     seen = Counter(w.key for w in batch)
+    kinds = (_ClaimWrite, _SaveWrite, _TakeWrite) if _CAN_GROUP_TAKES else (_ClaimWrite, _SaveWrite)
     group: list[Write[Any]] = []
     values: list[object] = []
+    takes = False
     for write in batch:
         run = write.run
-        if isinstance(run, _ClaimWrite | _SaveWrite) and seen[write.key] == 1:
+        if isinstance(run, kinds) and seen[write.key] == 1:
             if len(group) == limit:
                 break
             group.append(write)
             values.extend(run.group_row)
+            takes = takes or isinstance(run, _TakeWrite)
     if not group:
         return batch
+    statement = _WRITE_GROUP.format(values=", ".join([_GROUP_ROW] * len(group)))
     try:
-        db.execute(_WRITE_GROUP.format(values=", ".join([_GROUP_ROW] * len(group))), values)
+        if takes:
+            # A take passed over is not updated, so not returned: its answer is False.
+            written = {row[0] for row in db.execute(statement + " RETURNING id", values)}
+        else:
+            db.execute(statement, values)
     except sqlite3.IntegrityError:
         return batch  # one would be refused: nothing was written, each runs alone
     for write in group:
-        write.value = write.run.new[0] if isinstance(write.run, _ClaimWrite) else None
+        run = write.run
+        if isinstance(run, _ClaimWrite):
+            write.value = run.new[0]
+        elif isinstance(run, _TakeWrite):
+            write.value = run.row[0] in written
+        else:
+            write.value = None
     grouped = {id(w) for w in group}
     return [w for w in batch if id(w) not in grouped]
 
@@ -406,46 +394,17 @@ def _run_alone(db: sqlite3.Connection, writes: list[Write[Any]], path: Path) -> 
     """
     db.execute("BEGIN IMMEDIATE")
     try:
-        _run_each(db, writes, path)
+        for write in writes:
+            try:
+                write.value = write.run(db)
+            except (JournalError, sqlite3.Error) as exc:
+                if not db.in_transaction:
+                    raise  # SQLite rolled everything back
+                write.error = exc if isinstance(exc, JournalError) else _failed(path, exc)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
-        raise
-
-
-def _run_each(db: sqlite3.Connection, writes: list[Write[Any]], path: Path) -> None:
-    """The body of `_run_alone`, inside a transaction the caller holds."""
-    for write in writes:
-        try:
-            write.value = write.run(db)
-        except (JournalError, sqlite3.Error) as exc:
-            if not db.in_transaction:
-                raise  # SQLite rolled everything back
-            write.error = exc if isinstance(exc, JournalError) else _failed(path, exc)
-
-
-def _commit_with_takes(
-    db: sqlite3.Connection, batch: list[Write[Any]], limit: int, path: Path
-) -> None:
-    """Commit a batch that holds takes: one transaction, one fsync, few statements.
-
-    The takes go first, in one statement (`_take_group`); then the claims and saves in one
-    (`_write_group`: inside a transaction, a refused group statement is undone alone, and
-    its writes run one by one); then whatever is left, one by one. Any error that ends the
-    transaction fails the whole batch (the caller raises it for every write).
-    """
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        rest = _take_group(db, batch, limit)
-        rest = _write_group(db, rest, limit)
-        _run_each(db, rest, path)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        for write in batch:
-            write.value = None  # nothing of the batch is on disk
         raise
 
 
@@ -519,16 +478,6 @@ class SqliteJournal:
         if db is None:
             raise JournalError(f"{self!r} is not open")
         path, limit = self.path, self._group_limit
-        if _CAN_GROUP_TAKES and any(isinstance(w.run, _TakeWrite) for w in batch):
-
-            def commit_with_takes() -> None:
-                try:
-                    _commit_with_takes(db, batch, limit, path)
-                except sqlite3.Error as exc:
-                    raise _failed(path, exc) from exc
-
-            await anyio.to_thread.run_sync(commit_with_takes, limiter=self._limiter)
-            return
 
         def commit() -> None:
             rest = batch
@@ -623,23 +572,16 @@ class SqliteJournal:
             return None
         now = self._now()
         leased = with_lease(attempt, owner=owner, now=now, lease_seconds=lease_seconds)
-        row_id = listed.id.text()
-        values = (
-            row_id,
-            leased.status.value,
-            leased.attempts,
-            to_timestamp(leased.first_sent_at),
-            leased.first_sent_venue_ms,
-            to_timestamp(leased.last_sent_at),
-            leased.lease_owner,
-            to_timestamp(leased.lease_expires_at),
+        expected = (
             listed.status.value,
             listed.attempts,
             to_timestamp(listed.last_sent_at),
             listed.error.to_json() if listed.error else None,
             to_timestamp(now),
         )
-        written = await self._write(_TakeWrite(row_id, values), key=row_id)
+        row = _row(leased)
+        take = _TakeWrite(listed.key, owner, row, expected)
+        written = await self._write(take, key=listed.id.text())
         return leased if written else None
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
