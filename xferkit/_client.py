@@ -44,6 +44,7 @@ from .journal import (
     Journal,
     PostgresJournal,
     SqliteJournal,
+    SweepJournal,
 )
 from .venues._base import Venue
 
@@ -58,6 +59,10 @@ _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.
 
 DEFAULT_RESUME_CONCURRENCY = 16
 """Intents a `Client.resume` sweep drives at once (the venues' rate limits still apply)."""
+
+SWEEP_PAGE = 500
+"""Intents a `Client.resume` sweep reads from the journal at a time (`SweepJournal`), so that
+its memory does not grow with the journal: a page is a few hundred kB, and one query."""
 
 
 def _positive_seconds(value: object) -> bool:
@@ -608,11 +613,9 @@ class Client:
             )
         engine = self._open_engine()
         deadline_at = None if deadline is None else self._clock.monotonic() + deadline
-        mine = [(name, venue.account) for name, venue in self._venues.items()]
-        intents = await self._journal.list(statuses=_UNFINISHED, accounts=mine)
-        receipts: list[Receipt | None] = [None] * len(intents)
+        receipts: list[Receipt | None] = []
         # A slot is taken before a task starts, so a sweep of 100,000 intents holds at most
-        # `concurrency` tasks, not one per intent.
+        # `concurrency` tasks (and one page of intents), not one per intent.
         slots = anyio.Semaphore(concurrency)
 
         async def settle(index: int, intent: Intent) -> None:
@@ -625,10 +628,28 @@ class Client:
                 slots.release()
 
         async with anyio.create_task_group() as tasks:
-            for index, intent in enumerate(intents):
-                await slots.acquire()
-                tasks.start_soon(settle, index, intent)
+            after: Intent | None = None
+            more = True
+            while more:
+                page, more = await self._unfinished(after)
+                for intent in page:
+                    await slots.acquire()
+                    receipts.append(None)
+                    tasks.start_soon(settle, len(receipts) - 1, intent)
+                after = page[-1] if page else None
         return [r for r in receipts if r is not None]
+
+    async def _unfinished(self, after: Intent | None) -> tuple[list[Intent], bool]:
+        """The next page of this client's unfinished intents (oldest first) after ``after``,
+        and whether more may follow: a page at a time from a `SweepJournal`, else all at once.
+        """
+        mine = [(name, venue.account) for name, venue in self._venues.items()]
+        if not isinstance(self._journal, SweepJournal):
+            return await self._journal.list(statuses=_UNFINISHED, accounts=mine), False
+        page = await self._journal.list_page(
+            statuses=_UNFINISHED, accounts=mine, after=after, limit=SWEEP_PAGE
+        )
+        return page, len(page) == SWEEP_PAGE
 
     async def _resume_one(
         self, engine: Engine, intent: Intent, deadline_at: float | None
