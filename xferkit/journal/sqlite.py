@@ -125,8 +125,7 @@ _REFUSED = (
     f" OR ({_KIND} = {_TAKE_KIND} AND NOT EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"
 )
 # A take that finds its row changed or leased is not refused but passed over: its fingerprint
-# (never empty in a real row) becomes '', and the update skips such rows. RETURNING then says
-# which takes were written.
+# (never empty in a real row) becomes '', and the update skips such rows (`_passed_over`).
 _PASSED_OVER = (
     f"{_KIND} = {_TAKE_KIND} AND NOT EXISTS"  # noqa: S608
     f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND {_TAKEABLE})"
@@ -150,10 +149,8 @@ _WRITE_GROUP = (
     + " WHERE excluded.fingerprint <> ''"
 )
 # ON CONFLICT ... DO UPDATE arrived in SQLite 3.24 (2018); with an older library every write
-# runs alone. RETURNING, which says which takes were written, arrived in 3.35: before it,
-# takes run alone.
+# runs alone.
 _CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
-_CAN_GROUP_TAKES = sqlite3.sqlite_version_info >= (3, 35, 0)
 # A take alone: every column but the id, where the row is still as listed and its lease free.
 _TAKE = (
     "UPDATE intents SET "  # noqa: S608 - no value is formatted in
@@ -340,18 +337,17 @@ def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) ->
     the lease) or breaks a constraint, the statement fails, SQLite undoes all of it, and every
     write of the batch runs alone, as it would have without grouping. So do writes of other
     kinds, keys that appear twice in the batch, and any beyond ``limit`` rows. A take whose
-    row changed or is leased is not an error but is passed over (not written, not returned).
+    row changed or is leased is not an error but is passed over: not written.
     """
     if not _CAN_GROUP:
         return batch
     seen = Counter(w.key for w in batch)
-    kinds = (_ClaimWrite, _SaveWrite, _TakeWrite) if _CAN_GROUP_TAKES else (_ClaimWrite, _SaveWrite)
     group: list[Write[Any]] = []
     values: list[object] = []
     takes = False
     for write in batch:
         run = write.run
-        if isinstance(run, kinds) and seen[write.key] == 1:
+        if isinstance(run, _ClaimWrite | _SaveWrite | _TakeWrite) and seen[write.key] == 1:
             if len(group) == limit:
                 break
             group.append(write)
@@ -361,23 +357,36 @@ def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) ->
         return batch
     statement = _WRITE_GROUP.format(values=", ".join([_GROUP_ROW] * len(group)))
     try:
-        if takes:
-            # A take passed over is not updated, so not returned: its answer is False.
-            written = {row[0] for row in db.execute(statement + " RETURNING id", values)}
-        else:
-            db.execute(statement, values)
+        written = db.execute(statement, values).rowcount
     except sqlite3.IntegrityError:
         return batch  # one would be refused: nothing was written, each runs alone
+    passed_over = _passed_over(db, group) if takes and written != len(group) else set()
     for write in group:
         run = write.run
         if isinstance(run, _ClaimWrite):
             write.value = run.new[0]
         elif isinstance(run, _TakeWrite):
-            write.value = run.row[0] in written
+            write.value = run.row[0] not in passed_over
         else:
             write.value = None
     grouped = {id(w) for w in group}
     return [w for w in batch if id(w) not in grouped]
+
+
+def _passed_over(db: sqlite3.Connection, group: list[Write[Any]]) -> set[object]:
+    """The ids of the group's takes that its statement passed over (their row had changed).
+
+    Asked only when the statement wrote fewer rows than the group holds, which is rare: not
+    with RETURNING on every commit, for each row a statement returns makes the commit thread
+    win the GIL back from the event loop once more. A take was written if its owner holds
+    the lease now (the statement has just committed it; owners are unique per drive).
+    """
+    takes = {w.run.row[0]: w.run.owner for w in group if isinstance(w.run, _TakeWrite)}
+    held = db.execute(
+        f"SELECT id, lease_owner FROM intents WHERE id IN ({', '.join('?' * len(takes))})",  # noqa: S608
+        list(takes),
+    ).fetchall()
+    return set(takes) - {row_id for row_id, owner in held if takes[row_id] == owner}
 
 
 def _failed(path: Path, exc: sqlite3.Error) -> JournalError:
