@@ -614,13 +614,16 @@ class Client:
         engine = self._open_engine()
         deadline_at = None if deadline is None else self._clock.monotonic() + deadline
         receipts: list[Receipt | None] = []
-        # A slot is taken before a task starts, so a sweep of 100,000 intents holds at most
-        # `concurrency` tasks (and one page of intents), not one per intent.
-        slots = anyio.Semaphore(concurrency)
+        # `concurrency` intents are driven at once (`gate`). A slot is taken before a task
+        # starts, so a sweep of 100,000 intents holds at most twice as many tasks (and one
+        # page of intents), not one per intent: those waiting at the gate have recorded
+        # their next attempt already (`Engine.resume`).
+        gate = anyio.Semaphore(concurrency)
+        slots = anyio.Semaphore(2 * concurrency)
 
         async def settle(index: int, intent: Intent) -> None:
             try:
-                receipt = await self._resume_one(engine, intent, deadline_at)
+                receipt = await self._resume_one(engine, intent, deadline_at, gate)
                 receipts[index] = receipt
                 if receipt is not None and on_receipt is not None:
                     on_receipt(receipt)
@@ -652,11 +655,11 @@ class Client:
         return page, len(page) == SWEEP_PAGE
 
     async def _resume_one(
-        self, engine: Engine, intent: Intent, deadline_at: float | None
+        self, engine: Engine, intent: Intent, deadline_at: float | None, gate: anyio.Semaphore
     ) -> Receipt | None:
         """One intent of a sweep: its receipt, or ``None`` if another worker drives it."""
         try:
-            return await engine.resume(self._runtimes[intent.venue], intent, deadline_at)
+            return await engine.resume(self._runtimes[intent.venue], intent, deadline_at, gate=gate)
         except (VenueError, TransferOutcomeUnknownError):
             return await self._stored_receipt(intent)
         except Exception as exc:  # noqa: BLE001 - one poisoned intent must not stop the sweep

@@ -15,6 +15,7 @@ The order is the safety argument (design.md §2)::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -322,32 +323,67 @@ class Engine:
         return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
 
     async def resume(
-        self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
+        self,
+        runtime: VenueRuntime,
+        intent: Intent,
+        deadline_at: float | None,
+        *,
+        gate: anyio.Semaphore | None = None,
     ) -> Receipt | None:
         """Drive a stored unfinished intent; ``None`` if another worker holds its lease.
 
         ``deadline_at`` is the sweep's own (monotonic), not the per-call retry policy's: a
         trading engine's short call deadline must not keep recovery from settling anything.
+        ``gate`` bounds how many intents are driven at once. An XT intent is taken (`_take`)
+        before it waits there: the takes of the intents waiting share commits, and a slot
+        that frees goes straight to a send, so a resend waits for one fsync (its record), not
+        two, as a forward transfer does (claim, record).
         """
         owner = self._new_owner()
         taken = await self._take(runtime, intent, owner)
         if taken is not None:
-            try:
-                return await self._drive(runtime, taken, owner, deadline_at, unsent=intent)
-            except LeaseLostError:
-                return None
-        with anyio.CancelScope(shield=True):  # as in _claim_and_drive
-            claim = await self._journal.claim(
-                intent, owner=owner, lease_seconds=self._lease_seconds
+            return await self._drive_taken(
+                runtime, taken, owner, deadline_at, listed=intent, gate=gate
             )
-        if claim.intent.status.is_terminal:
-            return self._replay(claim.intent)
-        if not claim.owned:
-            return None
+        async with gate or contextlib.nullcontext():
+            with anyio.CancelScope(shield=True):  # as in _claim_and_drive
+                claim = await self._journal.claim(
+                    intent, owner=owner, lease_seconds=self._lease_seconds
+                )
+            if claim.intent.status.is_terminal:
+                return self._replay(claim.intent)
+            if not claim.owned:
+                return None
+            try:
+                return await self._drive(runtime, claim.intent, owner, deadline_at)
+            except LeaseLostError:
+                return None  # taken over by another worker, which settles it
+
+    async def _drive_taken(
+        self,
+        runtime: VenueRuntime,
+        taken: Intent,
+        owner: str,
+        deadline_at: float | None,
+        *,
+        listed: Intent,
+        gate: anyio.Semaphore | None,
+    ) -> Receipt | None:
+        """Drive an intent `_take` leased, once ``gate`` lets it; cancelled before that, it
+        goes back to the journal as listed (nothing was sent), its lease freed."""
+        taken_at = self._clock.monotonic()
+        driving = False
         try:
-            return await self._drive(runtime, claim.intent, owner, deadline_at)
+            async with gate or contextlib.nullcontext():
+                driving = True
+                return await self._drive(
+                    runtime, taken, owner, deadline_at, unsent=listed, recorded_at=taken_at
+                )
         except LeaseLostError:
             return None  # taken over by another worker, which settles it
+        finally:
+            if not driving:
+                await self._record(listed, owner, adopt=False)
 
     async def _take(self, runtime: VenueRuntime, intent: Intent, owner: str) -> Intent | None:
         """Lease a listed XT intent and record its next attempt in one journal write.
@@ -466,11 +502,13 @@ class Engine:
         fresh: bool = False,
         spec: TransferSpec | None = None,
         unsent: Intent | None = None,
+        recorded_at: float | None = None,
     ) -> Receipt:
         """Drive a claimed intent; ``fresh`` if this call's claim created it (nothing sent).
 
         ``spec`` is the intent's parsed ``params``, when the caller has it at hand. ``unsent``
-        is the intent before its claim recorded the next attempt (`_take`), if it did.
+        is the intent before its claim recorded the next attempt (`_take`), if it did, and
+        ``recorded_at`` when (monotonic) that claim was written.
         """
         done = anyio.Event()
         self._driving[intent.id] = done
@@ -483,8 +521,10 @@ class Engine:
             spec=spec or TransferSpec.from_canonical_json(intent.params),
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
             attempt_recorded_at=(
-                self._clock.monotonic()
-                if (fresh and intent.status is TransferStatus.IN_FLIGHT) or unsent is not None
+                recorded_at
+                if recorded_at is not None
+                else self._clock.monotonic()
+                if fresh and intent.status is TransferStatus.IN_FLIGHT
                 else None
             ),
             unsent=unsent,

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 import xferkit
 import xferkit._client
 from xferkit import TransferStatus
 from xferkit.journal import Journal
-from xferkit.testing import FakeXT, Fault, FaultPlan
+from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 
-from .conftest import MakeClient, transfer_args
+from .conftest import MakeClient, transfer_args, xt_id
 
 
 def transfer_requests(fake: FakeXT) -> int:
@@ -105,3 +108,55 @@ async def test_resume_reads_the_journal_in_pages_and_keeps_its_order(
     assert [r.key for r in receipts] == keys
     assert {r.status for r in receipts} == {TransferStatus.SUCCEEDED}
     assert sorted(fake_xt.executions_by_token().values()) == [1] * 7
+
+
+class _Stalled(httpx.AsyncBaseTransport):
+    """The fake venue, except that transfer requests hang (until cancelled) once it is set."""
+
+    def __init__(self, fake: FakeXT) -> None:
+        self._inner = FakeTransport(fake)
+        self.sending = anyio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v4/balance/transfer":
+            self.sending.set()
+            await anyio.Event().wait()
+        return await self._inner.handle_async_request(request)
+
+
+async def test_an_intent_waiting_for_a_slot_is_taken_ahead_and_given_back_on_cancel(
+    make_client: MakeClient,
+    fake_xt: FakeXT,
+    plan: FaultPlan,
+    journal: Journal,
+    *,
+    xt: xferkit.XT,
+    clock: VirtualClock,
+) -> None:
+    """While one intent is being resent, the next has its resend recorded and its lease
+    taken already (its slot then goes straight to the send); a sweep cancelled before its
+    turn leaves it in the journal exactly as it was listed, lease free, nothing sent."""
+    await leave_open(make_client, plan, ["k1", "k2"])
+    await journal.open()  # the client closed it
+    listed = await journal.get(xt_id("k2"))
+    assert listed is not None
+    sent_before = transfer_requests(fake_xt)
+    stalled = _Stalled(fake_xt)
+    async with (
+        httpx.AsyncClient(transport=stalled) as http_client,
+        xferkit.Client(xt, journal=journal, http_client=http_client, clock=clock) as client,
+    ):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(functools.partial(client.resume, concurrency=1))
+            await stalled.sending.wait()
+            for _ in range(400):  # the take of k2 commits on the journal's own thread
+                waiting = await journal.get(xt_id("k2"))
+                assert waiting is not None
+                if waiting.lease_owner is not None:
+                    break
+                await anyio.sleep(0.005)
+            assert (waiting.attempts, waiting.status) == (listed.attempts + 1, listed.status)
+            assert waiting.lease_owner is not None
+            tasks.cancel_scope.cancel()
+        assert await journal.get(xt_id("k2")) == listed
+    assert transfer_requests(fake_xt) == sent_before  # k1's request hung before the venue had it
