@@ -389,7 +389,7 @@ class Engine:
         """Lease a listed XT intent and record its next attempt in one journal write.
 
         As `transfer` folds the first attempt into its claim: the resend has to be durable
-        (IN_FLIGHT, counted) before it goes out anyway. Only for an intent that may have been
+        (counted, its send time) before it goes out anyway. Only for an intent that may have been
         sent (IN_FLIGHT or UNKNOWN) on a venue that de-duplicates: whatever else, or a row that
         changed since it was listed (``None``), goes through the ordinary claim.
         """
