@@ -45,6 +45,7 @@ from .journal import (
     Journal,
     PostgresJournal,
     SqliteJournal,
+    SweepJournal,
 )
 from .venues._base import Venue
 
@@ -55,11 +56,20 @@ _log = logging.getLogger("xferkit")
 DEFAULT_TIMEOUT = 10.0
 JOURNAL_ENV = "XFERKIT_JOURNAL"
 _UNFINISHED = (TransferStatus.PENDING, TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)
-_NEVER_SENT = TransferStatus.PENDING  # recorded before any send: IN_FLIGHT is durable first
+# A sweep's two passes: intents that may have been sent, then those never sent (IN_FLIGHT is
+# durable before any send).
+_SWEEP_PASSES = (
+    (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN),
+    (TransferStatus.PENDING,),
+)
 
 
 DEFAULT_RESUME_CONCURRENCY = 16
 """Intents a `Client.resume` sweep drives at once (the venues' rate limits still apply)."""
+
+SWEEP_PAGE = 500
+"""Intents a `Client.resume` sweep reads from the journal at a time (`SweepJournal`), so that
+its memory does not grow with the journal: a page is a few hundred kB, and one query."""
 
 
 def _positive_seconds(value: object) -> bool:
@@ -79,6 +89,10 @@ class _BatchAborted:
 
 
 _BatchItem = Receipt | Exception | _BatchAborted
+
+
+def _journal_order(receipt: Receipt) -> tuple[datetime, str, str]:
+    return (receipt.created_at, receipt.key, receipt.venue)
 
 
 async def _each(
@@ -611,19 +625,20 @@ class Client:
             )
         engine = self._open_engine()
         deadline_at = None if deadline is None else self._clock.monotonic() + deadline
-        mine = [(name, venue.account) for name, venue in self._venues.items()]
-        intents = await self._journal.list(statuses=_UNFINISHED, accounts=mine)
-        receipts: list[Receipt | None] = [None] * len(intents)
-        # A slot is taken before a task starts, so a sweep of 100,000 intents holds at most
-        # `concurrency` running tasks, not one per intent; an HTX intent that only waits out
-        # its settle window gives its slot up meanwhile (`_sweep`).
-        slots = anyio.Semaphore(concurrency)
+        receipts: list[Receipt | None] = []
+        # `concurrency` intents are driven at once (`gate`). A slot is taken before a task
+        # starts, so a sweep of 100,000 intents holds at most twice as many tasks (and one
+        # page of intents), not one per intent: those waiting at the gate have recorded
+        # their next attempt already (`Engine.resume`). An HTX intent that only waits out its
+        # settle window gives both up meanwhile (`_sweep`).
+        gate = anyio.Semaphore(concurrency)
+        slots = anyio.Semaphore(2 * concurrency)
 
         async def settle(index: int, intent: Intent) -> None:
             slot = SweepSlot(slots)
             enter_slot(slot)  # this task's context only
             try:
-                receipt = await self._resume_one(engine, intent, deadline_at)
+                receipt = await self._resume_one(engine, intent, deadline_at, gate)
                 receipts[index] = receipt
                 if receipt is not None and on_receipt is not None:
                     on_receipt(receipt)
@@ -632,19 +647,41 @@ class Client:
 
         # Intents that may have been sent start first: a never-sent HTX intent waits for an
         # identical one only while somebody drives it, so the latter must be under way.
-        order = sorted(range(len(intents)), key=lambda i: intents[i].status is _NEVER_SENT)
         async with anyio.create_task_group() as tasks:
-            for index in order:
-                await slots.acquire()
-                tasks.start_soon(settle, index, intents[index])
-        return [r for r in receipts if r is not None]
+            for statuses in _SWEEP_PASSES:
+                after: Intent | None = None
+                more = True
+                while more:
+                    page, more = await self._unfinished(statuses, after)
+                    for intent in page:
+                        await slots.acquire()
+                        receipts.append(None)
+                        tasks.start_soon(settle, len(receipts) - 1, intent)
+                    after = page[-1] if page else None
+        # In the journal's order (oldest first), whichever pass drove them.
+        return sorted((r for r in receipts if r is not None), key=_journal_order)
+
+    async def _unfinished(
+        self, statuses: tuple[TransferStatus, ...], after: Intent | None
+    ) -> tuple[list[Intent], bool]:
+        """The next page of this client's intents in ``statuses`` (oldest first) after
+        ``after``, and whether more may follow: a page at a time from a `SweepJournal`, else
+        all at once.
+        """
+        mine = [(name, venue.account) for name, venue in self._venues.items()]
+        if not isinstance(self._journal, SweepJournal):
+            return await self._journal.list(statuses=statuses, accounts=mine), False
+        page = await self._journal.list_page(
+            statuses=statuses, accounts=mine, after=after, limit=SWEEP_PAGE
+        )
+        return page, len(page) == SWEEP_PAGE
 
     async def _resume_one(
-        self, engine: Engine, intent: Intent, deadline_at: float | None
+        self, engine: Engine, intent: Intent, deadline_at: float | None, gate: anyio.Semaphore
     ) -> Receipt | None:
         """One intent of a sweep: its receipt, or ``None`` if another worker drives it."""
         try:
-            return await engine.resume(self._runtimes[intent.venue], intent, deadline_at)
+            return await engine.resume(self._runtimes[intent.venue], intent, deadline_at, gate=gate)
         except (VenueError, TransferOutcomeUnknownError):
             return await self._stored_receipt(intent)
         except Exception as exc:  # noqa: BLE001 - one poisoned intent must not stop the sweep

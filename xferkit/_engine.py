@@ -45,14 +45,9 @@ from ._ratelimit import RateLimiter
 from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._settle_from import before_send, legacy_bound, local_time, on_stop
+from ._sweep import hold_gate
 from ._transport import SendError, Transport
-from .journal._base import (
-    Intent,
-    IntentId,
-    Journal,
-    LeaseLostError,
-    StoredError,
-)
+from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError, SweepJournal
 from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
@@ -60,6 +55,7 @@ __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
 _log = logging.getLogger("xferkit")
 
 DEFAULT_LEASE_SECONDS = 60.0
+_UNRESOLVED = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)  # may have been sent
 _WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
 
 
@@ -146,6 +142,9 @@ class _Progress:
     # When (monotonic) the claim wrote the next attempt to the journal, leasing the intent;
     # None once that attempt is under way, or if the claim wrote none.
     attempt_recorded_at: float | None = None
+    # What the journal said before the claim recorded the next attempt, if that claim was a
+    # resume()'s take (`Engine._take`): written back should the attempt never be sent.
+    unsent: Intent | None = None
     # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
     # may commit a transfer until then, so a ledger's settle window counts from here; and the
     # venue's time then (the upper end of the estimate). None while an attempt is on the wire.
@@ -282,6 +281,8 @@ class Engine:
         budget: RetryBudget | None = None,
     ) -> None:
         self._journal = journal
+        # Checked once: a journal that can take an intent and record its attempt in one write.
+        self._sweeper = journal if isinstance(journal, SweepJournal) else None
         self._budget = budget
         self._transport = transport
         self._clock = clock
@@ -338,26 +339,96 @@ class Engine:
         return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
 
     async def resume(
-        self, runtime: VenueRuntime, intent: Intent, deadline_at: float | None
+        self,
+        runtime: VenueRuntime,
+        intent: Intent,
+        deadline_at: float | None,
+        *,
+        gate: anyio.Semaphore | None = None,
     ) -> Receipt | None:
         """Drive a stored unfinished intent; ``None`` if another worker holds its lease.
 
         ``deadline_at`` is the sweep's own (monotonic), not the per-call retry policy's: a
         trading engine's short call deadline must not keep recovery from settling anything.
+        ``gate`` bounds how many intents are driven at once. An XT intent is taken (`_take`)
+        before it waits there: the takes of the intents waiting share commits, and a slot
+        that frees goes straight to a send, so a resend waits for one fsync (its record), not
+        two, as a forward transfer does (claim, record).
         """
         owner = self._new_owner()
-        with anyio.CancelScope(shield=True):  # as in _claim_and_drive
-            claim = await self._journal.claim(
-                intent, owner=owner, lease_seconds=self._lease_seconds
+        taken = await self._take(runtime, intent, owner)
+        if taken is not None:
+            return await self._drive_taken(
+                runtime, taken, owner, deadline_at, listed=intent, gate=gate
             )
-        if claim.intent.status.is_terminal:
-            return self._replay(claim.intent)
-        if not claim.owned:
-            return None
+        async with hold_gate(gate):
+            with anyio.CancelScope(shield=True):  # as in _claim_and_drive
+                claim = await self._journal.claim(
+                    intent, owner=owner, lease_seconds=self._lease_seconds
+                )
+            if claim.intent.status.is_terminal:
+                return self._replay(claim.intent)
+            if not claim.owned:
+                return None
+            try:
+                return await self._drive(runtime, claim.intent, owner, deadline_at, sweep=True)
+            except LeaseLostError:
+                return None  # taken over by another worker, which settles it
+
+    async def _drive_taken(
+        self,
+        runtime: VenueRuntime,
+        taken: Intent,
+        owner: str,
+        deadline_at: float | None,
+        *,
+        listed: Intent,
+        gate: anyio.Semaphore | None,
+    ) -> Receipt | None:
+        """Drive an intent `_take` leased, once ``gate`` lets it; cancelled before that, it
+        goes back to the journal as listed (nothing was sent), its lease freed."""
+        taken_at = self._clock.monotonic()
+        driving = False
         try:
-            return await self._drive(runtime, claim.intent, owner, deadline_at, sweep=True)
+            async with hold_gate(gate):
+                driving = True
+                return await self._drive(
+                    runtime,
+                    taken,
+                    owner,
+                    deadline_at,
+                    unsent=listed,
+                    recorded_at=taken_at,
+                    sweep=True,
+                )
         except LeaseLostError:
             return None  # taken over by another worker, which settles it
+        finally:
+            if not driving:
+                await self._record(listed, owner, adopt=False)
+
+    async def _take(self, runtime: VenueRuntime, intent: Intent, owner: str) -> Intent | None:
+        """Lease a listed XT intent and record its next attempt in one journal write.
+
+        As `transfer` folds the first attempt into its claim: the resend has to be durable
+        (counted, its send time) before it goes out anyway. Only for an intent that may have been
+        sent (IN_FLIGHT or UNKNOWN) on a venue that de-duplicates: whatever else, or a row that
+        changed since it was listed (``None``), goes through the ordinary claim.
+        """
+        if (
+            self._sweeper is None
+            or runtime.venue.ambiguity_policy is not AmbiguityPolicy.RESEND
+            or intent.status not in _UNRESOLVED
+        ):
+            return None
+        # The attempt as `_attempt` records one for an intent sent before: counted, its send
+        # time, the status as it was.
+        attempt = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=_utc(self._clock))
+        with anyio.CancelScope(shield=True):  # as a claim: never leave a lease held
+            taken = await self._sweeper.take(
+                intent, attempt, owner=owner, lease_seconds=self._lease_seconds
+            )
+        return taken  # noqa: RET504 - mypy: a shielded scope may swallow the return
 
     async def _claim_and_drive(
         self, runtime: VenueRuntime, intent: Intent, spec: TransferSpec, deadline_at: float | None
@@ -452,12 +523,16 @@ class Engine:
         *,
         fresh: bool = False,
         spec: TransferSpec | None = None,
+        unsent: Intent | None = None,
+        recorded_at: float | None = None,
         sweep: bool = False,
     ) -> Receipt:
         """Drive a claimed intent; ``fresh`` if this call's claim created it (nothing sent).
 
-        ``spec`` is the intent's parsed ``params``, when the caller has it at hand; ``sweep``
-        if `resume()` drives it.
+        ``spec`` is the intent's parsed ``params``, when the caller has it at hand. ``unsent``
+        is the intent before its claim recorded the next attempt (`_take`), if it did, and
+        ``recorded_at`` when (monotonic) that claim was written. ``sweep`` if `resume()`
+        drives it.
         """
         done = anyio.Event()
         self._driving[intent.id] = done
@@ -471,10 +546,13 @@ class Engine:
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
             sweep=sweep,
             attempt_recorded_at=(
-                self._clock.monotonic()
+                recorded_at
+                if recorded_at is not None
+                else self._clock.monotonic()
                 if fresh and intent.status is TransferStatus.IN_FLIGHT
                 else None
             ),
+            unsent=unsent,
         )
         settled = False
         try:
@@ -584,6 +662,8 @@ class Engine:
         the journal keeps saying "never sent" only of what never was.
         """
         intent = progress.intent
+        if progress.unsent is not None and not progress.sent_this_call:
+            return progress.unsent  # a taken intent's recorded attempt was never sent
         if fresh and not progress.sent_this_call and intent.status is TransferStatus.IN_FLIGHT:
             return attrs.evolve(
                 intent,

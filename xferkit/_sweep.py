@@ -20,25 +20,31 @@ transfer outside a sweep finds none.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 import anyio
 
-__all__ = ["SweepSlot", "enter_slot", "release_sweep_slot"]
+__all__ = ["SweepSlot", "enter_slot", "hold_gate", "release_sweep_slot"]
 
 
 class SweepSlot:
-    """One intent's place among a sweep's running intents; released at most once."""
+    """One intent's places in a sweep: its task's slot, and its drive's place at the gate
+    once it has one (`hold_gate`); all given up at once, at most once each."""
 
     def __init__(self, slots: anyio.Semaphore) -> None:
-        self._slots = slots
-        self._held = True
+        self._held = [slots]
 
-    def release(self) -> None:
-        """Give the place to the next intent (again: nothing)."""
-        if self._held:
-            self._held = False
-            self._slots.release()
+    def add(self, gate: anyio.Semaphore) -> None:
+        """Count ``gate``, just acquired, among the places to give up."""
+        self._held.append(gate)
+
+    def release(self, only: anyio.Semaphore | None = None) -> None:
+        """Give ``only`` (default: every place still held) to the next intent."""
+        for held in [h for h in self._held if only is None or h is only]:
+            self._held.remove(held)
+            held.release()
 
 
 _current: ContextVar[SweepSlot | None] = ContextVar("xferkit_sweep_slot", default=None)
@@ -57,3 +63,25 @@ def release_sweep_slot() -> None:
     slot = _current.get()
     if slot is not None:
         slot.release()
+
+
+@asynccontextmanager
+async def hold_gate(gate: anyio.Semaphore | None) -> AsyncIterator[None]:
+    """Drive one intent once ``gate`` (the sweep's bound on intents driven at once) lets it;
+    a wait that gives the sweep slot up (`release_sweep_slot`) gives this place up too."""
+    if gate is None:
+        yield
+        return
+    await gate.acquire()
+    slot = _current.get()
+    if slot is None:
+        try:
+            yield
+        finally:
+            gate.release()
+        return
+    slot.add(gate)
+    try:
+        yield
+    finally:
+        slot.release(gate)

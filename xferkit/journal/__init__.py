@@ -9,6 +9,7 @@ from ._base import (
     LeaseLostError,
     MovementTurn,
     StoredError,
+    SweepJournal,
     movement_of,
 )
 from .memory import MemoryJournal
@@ -28,5 +29,6 @@ __all__ = [
     "PostgresJournal",
     "SqliteJournal",
     "StoredError",
+    "SweepJournal",
     "movement_of",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "MovementTurn",
     "Settlement",
     "StoredError",
+    "SweepJournal",
     "decide_claim",
     "decide_save",
     "from_timestamp",
@@ -40,6 +41,8 @@ __all__ = [
     "movement_of",
     "movement_turn",
     "reopened",
+    "sweep_order",
+    "takeable",
     "to_timestamp",
     "with_lease",
 ]
@@ -417,6 +420,65 @@ class Journal(Protocol):
     ) -> list[Intent]:
         """Intents (oldest first), optionally only those in ``statuses`` and of ``accounts``
         (``(venue, account)`` pairs)."""
+
+
+@runtime_checkable
+class SweepJournal(Protocol):
+    """What a journal offers `xferkit.Client.resume` beyond `Journal`, to sweep fast.
+
+    Optional: the engine checks for it once and, without it, lists everything at once and
+    claims before recording each attempt (two writes per intent instead of one).
+    """
+
+    async def take(
+        self, listed: Intent, attempt: Intent, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
+        """Lease an unfinished intent and record its next attempt, in one durable write.
+
+        ``listed`` is the intent as the caller read it; ``attempt`` is it with the next
+        attempt recorded (status, attempts, send times). Written only if the stored row
+        still says what ``listed`` does (`takeable`) and its lease is free or expired;
+        atomically, so two workers cannot both take it. Returns ``attempt`` leased to
+        ``owner`` as stored, or ``None`` if nothing was written (the caller then claims).
+        """
+
+    async def list_page(
+        self,
+        *,
+        statuses: Collection[TransferStatus],
+        accounts: Collection[tuple[str, str]],
+        after: Intent | None,
+        limit: int,
+    ) -> list[Intent]:
+        """Up to ``limit`` intents in ``statuses`` of ``accounts`` that come after ``after``
+        in `sweep_order` (from the first if ``None``), in that order.
+
+        Keyset paging: an intent that changes status while a sweep pages on is neither seen
+        twice nor makes another one skipped, as an offset would.
+        """
+
+
+def sweep_order(intent: Intent) -> tuple[datetime, str, str, str]:
+    """The order `SweepJournal.list_page` pages in: oldest first, as `Journal.list`, with
+    the whole id as tie-break, so a page boundary between two equal times is exact."""
+    return (intent.created_at, intent.key, intent.venue, intent.account)
+
+
+def takeable(stored: Intent | None, listed: Intent, now: datetime) -> bool:
+    """Whether `SweepJournal.take` may write: the stored row still is ``listed`` as far as
+    an attempt is concerned (status, attempts, last send, stored error), and its lease is free.
+
+    Every change a worker makes to an intent's sending history moves one of these, so a
+    write decided from ``listed`` cannot overwrite a later attempt or a settlement.
+    """
+    return (
+        stored is not None
+        and stored.status is listed.status
+        and stored.attempts == listed.attempts
+        and stored.last_sent_at == listed.last_sent_at
+        and stored.error == listed.error
+        and lease_available(stored, now)
+    )
 
 
 def intent_from_row(row: Mapping[str, Any], read_time: Callable[[Any], datetime | None]) -> Intent:

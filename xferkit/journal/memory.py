@@ -25,6 +25,8 @@ from ._base import (
     movement_of,
     movement_turn,
     reopened,
+    sweep_order,
+    takeable,
     with_lease,
 )
 
@@ -65,6 +67,18 @@ class MemoryJournal:
         if row is not None:
             self._intents[row.id] = row
         return claim
+
+    async def take(
+        self, listed: Intent, attempt: Intent, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
+        """Lease ``listed`` and record ``attempt`` if the stored row still is ``listed``."""
+        await anyio.lowlevel.checkpoint()
+        now = self._now()
+        if not takeable(self._intents.get(listed.id), listed, now):
+            return None
+        row = with_lease(attempt, owner=owner, now=now, lease_seconds=lease_seconds)
+        self._intents[row.id] = row
+        return row
 
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease."""
@@ -206,6 +220,28 @@ class MemoryJournal:
         for intent_id in old:
             del self._intents[intent_id]
         return len(old)
+
+    async def list_page(
+        self,
+        *,
+        statuses: Collection[TransferStatus],
+        accounts: Collection[tuple[str, str]],
+        after: Intent | None,
+        limit: int,
+    ) -> list[Intent]:
+        """Up to ``limit`` intents after ``after`` in sweep order."""
+        await anyio.lowlevel.checkpoint()
+        rows = sorted(
+            (
+                i
+                for i in self._intents.values()
+                if i.status in statuses
+                and in_accounts(i, accounts)
+                and (after is None or sweep_order(i) > sweep_order(after))
+            ),
+            key=sweep_order,
+        )
+        return rows[:limit]
 
     async def list(
         self,

@@ -447,6 +447,46 @@ class PostgresJournal:
 
         await self._write(save, key=intent.id.text())
 
+    async def take(
+        self, listed: Intent, attempt: Intent, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
+        """Lease ``listed`` and record ``attempt`` if the stored row still is ``listed``.
+
+        One conditional UPDATE in the group's transaction: a worker racing for the row waits
+        for its lock, then finds the row changed (PostgreSQL checks the condition again on
+        the row it locked), so only one wins. The lease is judged by the database's clock.
+        """
+        if listed.status.is_terminal:
+            return None
+        table = self._table
+
+        async def take(connection: Any) -> Intent | None:
+            row = await connection.fetchrow(
+                f"""UPDATE {table} SET status = $4, attempts = $5, first_sent_at = $6,
+                    first_sent_venue_ms = $7, last_sent_at = $8, lease_owner = $9,
+                    lease_expires_at = now() + make_interval(secs => $10)
+                    WHERE {_WHERE_ID} AND status = $11 AND attempts = $12
+                    AND last_sent_at IS NOT DISTINCT FROM $13
+                    AND error IS NOT DISTINCT FROM $14
+                    AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+                    RETURNING {_COLUMNS}""",  # noqa: S608
+                *_ident(listed.id),
+                attempt.status.value,
+                attempt.attempts,
+                attempt.first_sent_at,
+                attempt.first_sent_venue_ms,
+                attempt.last_sent_at,
+                owner,
+                lease_seconds,
+                listed.status.value,
+                listed.attempts,
+                listed.last_sent_at,
+                listed.error.to_json() if listed.error else None,
+            )
+            return None if row is None else _intent(row)
+
+        return await self._write(take, key=listed.id.text())
+
     async def release(self, intent_id: IntentId, *, owner: str) -> None:
         """Give up the lease if ``owner`` holds it."""
         await self._write(
@@ -683,6 +723,37 @@ class PostgresJournal:
             )
         )
         return int(deleted)
+
+    async def list_page(
+        self,
+        *,
+        statuses: Collection[TransferStatus],
+        accounts: Collection[tuple[str, str]],
+        after: Intent | None,
+        limit: int,
+    ) -> list[Intent]:
+        """Up to ``limit`` intents after ``after`` in sweep order (`sweep_order`)."""
+        cursor = (
+            (None, None, None, None)
+            if after is None
+            else (after.created_at, after.key, after.venue, after.account)
+        )
+        rows = await self._run(
+            lambda c: c.fetch(
+                f"""SELECT {_COLUMNS} FROM {self._table}
+                    WHERE status = ANY($1::text[])
+                    AND (venue, account) IN (SELECT * FROM unnest($2::text[], $3::text[]))
+                    AND ($4::timestamptz IS NULL OR (created_at, key, venue, account)
+                        > ($4::timestamptz, $5::text, $6::text, $7::text))
+                    ORDER BY created_at, key, venue, account LIMIT $8""",  # noqa: S608
+                [s.value for s in statuses],
+                [venue for venue, _ in accounts],
+                [account for _, account in accounts],
+                *cursor,
+                limit,
+            )
+        )
+        return [_intent(row) for row in rows]
 
     async def list(
         self,

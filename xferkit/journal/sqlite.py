@@ -118,31 +118,56 @@ _SAVE = (
 )
 _SELECT = f"SELECT {_COLUMNS} FROM intents WHERE id = ?"  # noqa: S608
 _HOLDER = "SELECT lease_owner FROM intents WHERE id = ?"
-# A batch's claims and saves are written by one statement (`_write_group`). Each row of its
-# VALUES is an intent's columns (id first, as `_row`), then the writer (the lease owner), then
-# 0 for a claim or 1 for a save.
+# A batch's claims, saves and takes are written by one statement (`_write_group`). Each row of
+# its VALUES is an intent's columns (id first, as `_row`), then the writer (the lease owner),
+# its kind (`_CLAIM`, `_SAVE_KIND` or `_TAKE_KIND`), and for a take what the stored row must
+# still hold (status, attempts, last_sent_at, error) and the time leases are judged at (NULL
+# for the other kinds).
+_CLAIM, _SAVE_KIND, _TAKE_KIND = 0, 1, 2
 _COLUMN_NAMES = _COLUMNS.split(", ")
-_GROUP_WIDTH = len(_COLUMN_NAMES) + 2
+_W = len(_COLUMN_NAMES)
+_GROUP_WIDTH = _W + 7
 _GROUP_ROW = f"({', '.join('?' * _GROUP_WIDTH)})"
-_KEY, _WRITER, _IS_SAVE = "v.column1", f"v.column{_GROUP_WIDTH - 1}", f"v.column{_GROUP_WIDTH}"
-# A claim of a stored key, or a save whose writer does not hold the lease: such a row's status
-# becomes NULL, which the NOT NULL constraint refuses, failing the whole statement.
-_REFUSED = (
-    f"(NOT {_IS_SAVE} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"  # noqa: S608
-    f" OR ({_IS_SAVE} AND NOT EXISTS"
-    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND i.lease_owner = {_WRITER}))"
+_NO_EXPECTATION = (None, None, None, None, None)
+_KEY, _WRITER, _KIND = "v.column1", f"v.column{_W + 1}", f"v.column{_W + 2}"
+# A take's condition (`takeable`), on the stored row ``i``.
+_TAKEABLE = (
+    f"i.status = v.column{_W + 3} AND i.attempts = v.column{_W + 4}"
+    f" AND i.last_sent_at IS v.column{_W + 5} AND i.error IS v.column{_W + 6}"
+    f" AND (i.lease_expires_at IS NULL OR i.lease_expires_at <= v.column{_W + 7})"
 )
+# A claim of a stored key, a save whose writer does not hold the lease, or a take of a key not
+# stored: such a row's status becomes NULL, which the NOT NULL constraint refuses, failing the
+# whole statement.
+_REFUSED = (
+    f"({_KIND} = {_CLAIM} AND EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"  # noqa: S608
+    f" OR ({_KIND} = {_SAVE_KIND} AND NOT EXISTS"
+    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND i.lease_owner = {_WRITER}))"
+    f" OR ({_KIND} = {_TAKE_KIND} AND NOT EXISTS (SELECT 1 FROM intents AS i WHERE i.id = {_KEY}))"
+)
+# A take that finds its row changed or leased is not refused but passed over: its fingerprint
+# (never empty in a real row) becomes '', and the update skips such rows (`_passed_over`).
+_PASSED_OVER = (
+    f"{_KIND} = {_TAKE_KIND} AND NOT EXISTS"  # noqa: S608
+    f" (SELECT 1 FROM intents AS i WHERE i.id = {_KEY} AND {_TAKEABLE})"
+)
+
+
+def _group_column(n: int, name: str) -> str:
+    if name == "status":
+        return f"CASE WHEN {_REFUSED} THEN NULL ELSE v.column{n} END"
+    if name == "fingerprint":
+        return f"CASE WHEN {_PASSED_OVER} THEN '' ELSE v.column{n} END"
+    return f"v.column{n}"
+
+
 _WRITE_GROUP = (
     f"INSERT INTO intents ({_COLUMNS}) SELECT "  # noqa: S608 - no value is formatted in
-    + ", ".join(
-        f"CASE WHEN {_REFUSED} THEN NULL ELSE v.column{n} END"
-        if name == "status"
-        else f"v.column{n}"
-        for n, name in enumerate(_COLUMN_NAMES, 1)
-    )
+    + ", ".join(_group_column(n, name) for n, name in enumerate(_COLUMN_NAMES, 1))
     # "WHERE true": without a WHERE, SQLite's parser would read ON CONFLICT as a join clause.
     + " FROM (VALUES {values}) AS v WHERE true ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in _COLUMN_NAMES[1:])
+    + " WHERE excluded.fingerprint <> ''"
 )
 # The other intents of an account in `UNRESOLVED_STATUSES` (`take_movement`).
 _UNRESOLVED_OF = (
@@ -153,6 +178,13 @@ _NEW_MOVEMENT = "INSERT OR IGNORE INTO movements (venue, account, movement) VALU
 # ON CONFLICT ... DO UPDATE arrived in SQLite 3.24 (2018); with an older library every write
 # runs alone.
 _CAN_GROUP = sqlite3.sqlite_version_info >= (3, 24, 0)
+# A take alone: every column but the id, where the row is still as listed and its lease free.
+_TAKE = (
+    "UPDATE intents SET "  # noqa: S608 - no value is formatted in
+    + ", ".join(f"{name} = ?" for name in _COLUMN_NAMES[1:])
+    + " WHERE id = ? AND status = ? AND attempts = ? AND last_sent_at IS ? AND error IS ?"
+    " AND (lease_expires_at IS NULL OR lease_expires_at <= ?)"
+)
 
 
 def _row(intent: Intent) -> tuple[object, ...]:
@@ -279,7 +311,7 @@ class _ClaimWrite:
     @property
     def group_row(self) -> tuple[object, ...]:
         """This claim as a row of `_WRITE_GROUP`'s VALUES."""
-        return (*self.new[1], self.owner, 0)
+        return (*self.new[1], self.owner, _CLAIM, *_NO_EXPECTATION)
 
 
 @attrs.define
@@ -294,7 +326,7 @@ class _SaveWrite:
     @property
     def group_row(self) -> tuple[object, ...]:
         """This save as a row of `_WRITE_GROUP`'s VALUES."""
-        return (*self.row, self.owner, 1)
+        return (*self.row, self.owner, _SAVE_KIND, *_NO_EXPECTATION)
 
     def __call__(self, db: sqlite3.Connection) -> None:
         # One conditional UPDATE (the same rule as `decide_save`): no read, no parse.
@@ -303,8 +335,31 @@ class _SaveWrite:
             raise lease_lost(self.key, None if holder is None else holder[0], self.owner)
 
 
+@attrs.define
+class _TakeWrite:
+    """A take: the intent's row with its next attempt, written only where the stored row is
+    still what the taker listed (`takeable`), its lease free. The answer is whether it was.
+
+    ``row`` (as `_row`) and ``expected`` are built on the event loop's thread, as a claim's
+    row is (see `_ClaimWrite`).
+    """
+
+    key: str
+    owner: str
+    row: tuple[object, ...]
+    expected: tuple[object, ...]  # status, attempts, last_sent_at, error, now
+
+    @property
+    def group_row(self) -> tuple[object, ...]:
+        """This take as a row of `_WRITE_GROUP`'s VALUES."""
+        return (*self.row, self.owner, _TAKE_KIND, *self.expected)
+
+    def __call__(self, db: sqlite3.Connection) -> bool:
+        return db.execute(_TAKE, (*self.row[1:], self.row[0], *self.expected)).rowcount == 1
+
+
 def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) -> list[Write[Any]]:
-    """Write the batch's claims and saves in one statement; return the writes left to run.
+    """Write the batch's claims, saves and takes in one statement; return the writes left.
 
     Why: the commit runs on a worker thread, which gives up the GIL for every step SQLite takes
     and must win it back from the event loop's thread, busy with many transfers in flight;
@@ -317,30 +372,57 @@ def _write_group(db: sqlite3.Connection, batch: list[Write[Any]], limit: int) ->
     write lock: if one would be refused (a claim of a stored key, a save by a writer without
     the lease) or breaks a constraint, the statement fails, SQLite undoes all of it, and every
     write of the batch runs alone, as it would have without grouping. So do writes of other
-    kinds, keys that appear twice in the batch, and any beyond ``limit`` rows.
+    kinds, keys that appear twice in the batch, and any beyond ``limit`` rows. A take whose
+    row changed or is leased is not an error but is passed over: not written.
     """
     if not _CAN_GROUP:
         return batch
     seen = Counter(w.key for w in batch)
     group: list[Write[Any]] = []
     values: list[object] = []
+    takes = False
     for write in batch:
         run = write.run
-        if isinstance(run, _ClaimWrite | _SaveWrite) and seen[write.key] == 1:
+        if isinstance(run, _ClaimWrite | _SaveWrite | _TakeWrite) and seen[write.key] == 1:
             if len(group) == limit:
                 break
             group.append(write)
             values.extend(run.group_row)
+            takes = takes or isinstance(run, _TakeWrite)
     if not group:
         return batch
+    statement = _WRITE_GROUP.format(values=", ".join([_GROUP_ROW] * len(group)))
     try:
-        db.execute(_WRITE_GROUP.format(values=", ".join([_GROUP_ROW] * len(group))), values)
+        written = db.execute(statement, values).rowcount
     except sqlite3.IntegrityError:
         return batch  # one would be refused: nothing was written, each runs alone
+    passed_over = _passed_over(db, group) if takes and written != len(group) else set()
     for write in group:
-        write.value = write.run.new[0] if isinstance(write.run, _ClaimWrite) else None
+        run = write.run
+        if isinstance(run, _ClaimWrite):
+            write.value = run.new[0]
+        elif isinstance(run, _TakeWrite):
+            write.value = run.row[0] not in passed_over
+        else:
+            write.value = None
     grouped = {id(w) for w in group}
     return [w for w in batch if id(w) not in grouped]
+
+
+def _passed_over(db: sqlite3.Connection, group: list[Write[Any]]) -> set[object]:
+    """The ids of the group's takes that its statement passed over (their row had changed).
+
+    Asked only when the statement wrote fewer rows than the group holds, which is rare: not
+    with RETURNING on every commit, for each row a statement returns makes the commit thread
+    win the GIL back from the event loop once more. A take was written if its owner holds
+    the lease now (the statement has just committed it; owners are unique per drive).
+    """
+    takes = {w.run.row[0]: w.run.owner for w in group if isinstance(w.run, _TakeWrite)}
+    held = db.execute(
+        f"SELECT id, lease_owner FROM intents WHERE id IN ({', '.join('?' * len(takes))})",  # noqa: S608
+        list(takes),
+    ).fetchall()
+    return set(takes) - {row_id for row_id, owner in held if takes[row_id] == owner}
 
 
 def _failed(path: Path, exc: sqlite3.Error) -> JournalError:
@@ -525,6 +607,30 @@ class SqliteJournal:
         write = _ClaimWrite(intent, owner, self._now(), lease_seconds)
         return await self._write(write, key=write.row_id)
 
+    async def take(
+        self, listed: Intent, attempt: Intent, *, owner: str, lease_seconds: float
+    ) -> Intent | None:
+        """Lease ``listed`` and record ``attempt`` if the stored row still is ``listed``.
+
+        One conditional UPDATE of the attempt's columns and the lease; in a group commit, one
+        statement for every take of the group. Durable on return.
+        """
+        if listed.status.is_terminal:
+            return None
+        now = self._now()
+        leased = with_lease(attempt, owner=owner, now=now, lease_seconds=lease_seconds)
+        expected = (
+            listed.status.value,
+            listed.attempts,
+            to_timestamp(listed.last_sent_at),
+            listed.error.to_json() if listed.error else None,
+            to_timestamp(now),
+        )
+        row = _row(leased)
+        take = _TakeWrite(listed.key, owner, row, expected)
+        written = await self._write(take, key=listed.id.text())
+        return leased if written else None
+
     async def save(self, intent: Intent, *, owner: str, lease_seconds: float | None) -> None:
         """Write the intent if ``owner`` holds its lease. Durable on return."""
         row = _row(with_lease(intent, owner=owner, now=self._now(), lease_seconds=lease_seconds))
@@ -701,6 +807,42 @@ class SqliteJournal:
             return cursor.rowcount
 
         return await self._write(prune, key="")
+
+    async def list_page(
+        self,
+        *,
+        statuses: Collection[TransferStatus],
+        accounts: Collection[tuple[str, str]],
+        after: Intent | None,
+        limit: int,
+    ) -> list[Intent]:
+        """Up to ``limit`` intents after ``after`` in sweep order (`sweep_order`).
+
+        One ordered, limited query per status, merged: each walks the status index from the
+        cursor on and stops at ``limit`` rows, so a page costs the same at the end of a
+        sweep of 100,000 intents as at its start. One query over every status at once is
+        sorted whole, every page: a sweep would cost the square of its length.
+        """
+        wanted = [s.value for s in statuses]
+        pairs = list(accounts)
+        if not wanted or not pairs:
+            return []
+        where = "(" + " OR ".join(["(venue = ? AND account = ?)"] * len(pairs)) + ")"
+        mine: list[object] = [part for pair in pairs for part in pair]
+        if after is not None:
+            at = to_timestamp(after.created_at)
+            # The first term is what the index can range over; the row value breaks ties.
+            where += " AND created_at >= ? AND (created_at, key, venue, account) > (?, ?, ?, ?)"
+            mine += [at, at, after.key, after.venue, after.account]
+        order = " ORDER BY created_at, key, venue, account LIMIT ?"
+        one = (
+            f"SELECT * FROM (SELECT {_COLUMNS} FROM intents INDEXED BY intents_status"  # noqa: S608
+            f" WHERE status = ? AND {where}{order})"
+        )
+        sql = " UNION ALL ".join([one] * len(wanted)) + order
+        args: list[object] = [arg for status in wanted for arg in (status, *mine, limit)]
+        args.append(limit)
+        return await self._run(lambda db: [_intent(r) for r in db.execute(sql, args)])
 
     async def list(
         self,
