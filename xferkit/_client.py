@@ -34,7 +34,6 @@ from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._settle import abandon_intent, default_settler, settle_intent
-from ._sweep import SweepSlot, enter_slot
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
 from .journal import (
@@ -47,6 +46,7 @@ from .journal import (
     SqliteJournal,
     SweepJournal,
 )
+from .settlement.sweep import SweepSlot, enter_slot
 from .venues._base import Venue
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
@@ -630,7 +630,7 @@ class Client:
         # starts, so a sweep of 100,000 intents holds at most twice as many tasks (and one
         # page of intents), not one per intent: those waiting at the gate have recorded
         # their next attempt already (`Engine.resume`). An HTX intent that only waits out its
-        # settle window gives both up meanwhile (`_sweep`).
+        # settle window gives both up meanwhile (`settlement.sweep`).
         gate = anyio.Semaphore(concurrency)
         slots = anyio.Semaphore(2 * concurrency)
 

@@ -21,14 +21,14 @@ import os
 import random
 import socket
 import uuid
-from datetime import datetime, timezone
 from typing import NoReturn
 
 import anyio
 import attrs
 import tenacity
 
-from ._clock import Clock, ServerClock
+from ._clock import Clock
+from ._drive_state import Exhausted, Progress, VenueRuntime, reconciles, sync_clock, utc
 from ._exceptions import (
     IdempotencyConflictError,
     JournalError,
@@ -38,17 +38,13 @@ from ._exceptions import (
     VenueUnavailableError,
 )
 from ._models import Confirmation, Receipt, TransferStatus
-from ._movement import free as free_turn
-from ._movement import take_turn
 from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
-from ._ratelimit import RateLimiter
-from ._reconcile import Found, Reconciler, Unclear
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
-from ._settle_from import before_send, legacy_bound, local_time, on_stop
-from ._sweep import hold_gate
 from ._transport import SendError, Transport
 from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError, SweepJournal
-from .venues._base import AmbiguityPolicy, LedgerVenue, TransferSpec, Venue, fingerprint
+from .settlement.drive import LedgerDrive
+from .settlement.sweep import hold_gate
+from .venues._base import AmbiguityPolicy, TransferSpec, Venue, fingerprint
 
 __all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
 
@@ -57,22 +53,6 @@ _log = logging.getLogger("xferkit")
 DEFAULT_LEASE_SECONDS = 60.0
 _UNRESOLVED = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)  # may have been sent
 _WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
-
-
-@attrs.define
-class VenueRuntime:
-    """A venue together with its per-client state: its clock offset and its rate limiter."""
-
-    venue: Venue
-    server_clock: ServerClock
-    limiter: RateLimiter
-
-
-@attrs.frozen
-class _Exhausted:
-    """The retry policy ran out; ``last`` is the final attempt's outcome."""
-
-    last: NotProcessed | Ambiguous
 
 
 class _NoSlot(Exception):  # noqa: N818 - control flow inside the engine, never raised to callers
@@ -100,14 +80,14 @@ def _retry_after(state: tenacity.RetryCallState) -> float | None:
     return _last_outcome(state).retry_after
 
 
-def _exhausted(state: tenacity.RetryCallState) -> _Exhausted:
-    return _Exhausted(_last_outcome(state))
+def _exhausted(state: tenacity.RetryCallState) -> Exhausted:
+    return Exhausted(_last_outcome(state))
 
 
 class _BudgetStop(tenacity.stop.stop_base):
     """Stop retrying when the client-wide retry budget cannot pay for one more retry."""
 
-    def __init__(self, budget: RetryBudget | None, progress: _Progress) -> None:
+    def __init__(self, budget: RetryBudget | None, progress: Progress) -> None:
         self._budget = budget
         self._progress = progress
 
@@ -128,36 +108,7 @@ class _BudgetStop(tenacity.stop.stop_base):
         return False
 
 
-@attrs.define
-class _Progress:
-    """What one drive has learnt so far; ``intent`` is the latest state to write."""
-
-    intent: Intent
-    spec: TransferSpec
-    maybe_executed: bool
-    sent_this_call: int = 0
-    budget_spent: int = 0
-    # Driven by resume(): an identical unresolved intent that nobody drives is not waited for.
-    sweep: bool = False
-    # When (monotonic) the claim wrote the next attempt to the journal, leasing the intent;
-    # None once that attempt is under way, or if the claim wrote none.
-    attempt_recorded_at: float | None = None
-    # What the journal said before the claim recorded the next attempt, if that claim was a
-    # resume()'s take (`Engine._take`): written back should the attempt never be sent.
-    unsent: Intent | None = None
-    # When this call's latest attempt ended (its answer, timeout or reset), in UTC: the venue
-    # may commit a transfer until then, so a ledger's settle window counts from here; and the
-    # venue's time then (the upper end of the estimate). None while an attempt is on the wire.
-    attempt_ended_at: datetime | None = None
-    attempt_ended_venue_ms: int | None = None
-    # On a venue that reconciles: the venue's time by which an earlier call's or process's
-    # attempts had ended (`_settle_from`), when the intent may have executed before this drive;
-    # `bound_missing` if its row holds none (from before schema 3): worked out when needed.
-    inherited_end_ms: int | None = None
-    bound_missing: bool = False
-
-
-def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError | None:
+def _refusal(outcome: Outcome | Exhausted, maybe_executed: bool) -> VenueError | None:
     """The error a FAILED intent raises, or ``None`` when the outcome is still unknown.
 
     Once an attempt may have executed (in this call, an earlier one or another process), a
@@ -170,7 +121,7 @@ def _refusal(outcome: Outcome | _Exhausted, maybe_executed: bool) -> VenueError 
         if outcome.before_processing:
             return _unspent(outcome.error)
         return outcome.error
-    if isinstance(outcome, _Exhausted) and isinstance(outcome.last, NotProcessed):
+    if isinstance(outcome, Exhausted) and isinstance(outcome.last, NotProcessed):
         return _unspent(outcome.last.error)
     return None
 
@@ -188,9 +139,9 @@ def _unspent(error: VenueError) -> VenueError:
     )
 
 
-def _late_refusal(outcome: Outcome | _Exhausted) -> VenueError | None:
+def _late_refusal(outcome: Outcome | Exhausted) -> VenueError | None:
     """The refusal that left a possibly executed intent open, kept as its reason."""
-    last = outcome.last if isinstance(outcome, _Exhausted) else outcome
+    last = outcome.last if isinstance(outcome, Exhausted) else outcome
     if isinstance(last, Rejected | NotProcessed):
         return last.error
     return None
@@ -199,7 +150,7 @@ def _late_refusal(outcome: Outcome | _Exhausted) -> VenueError | None:
 _UNPROVEN_DUPLICATE = "UnprovenDuplicate"  # StoredError.kind of `Engine._unproven_duplicate`
 
 
-def _duplicate_proves_execution(progress: _Progress, venue: Venue) -> bool:
+def _duplicate_proves_execution(progress: Progress, venue: Venue) -> bool:
     """Whether XT's duplicate answer means this very transfer executed.
 
     The bizId names (account, key, parameters), so it does, whether this journal sent it or
@@ -212,16 +163,6 @@ def _duplicate_proves_execution(progress: _Progress, venue: Venue) -> bool:
         return True
     unproven_before = intent.error is not None and intent.error.kind == _UNPROVEN_DUPLICATE
     return progress.maybe_executed and not unproven_before
-
-
-def _reconciles(runtime: VenueRuntime) -> bool:
-    """Whether the venue settles ambiguity through its ledger (and so needs the bound on when
-    an intent's attempts ended, `_settle_from`)."""
-    return runtime.venue.ambiguity_policy is AmbiguityPolicy.RECONCILE
-
-
-def _utc(clock: Clock) -> datetime:
-    return datetime.fromtimestamp(clock.time(), tz=timezone.utc)
 
 
 def receipt_from_intent(
@@ -294,8 +235,14 @@ class Engine:
         self._drives = itertools.count(1)
         self._driving: dict[IntentId, anyio.Event] = {}
         self._drive_deadlines: dict[IntentId, float | None] = {}  # deadline_at of each drive above
-        self._reconciler = Reconciler(
-            journal=journal, transport=transport, clock=clock, timeout=timeout
+        self._ledger = LedgerDrive(
+            journal=journal,
+            transport=transport,
+            clock=clock,
+            timeout=timeout,
+            lease_seconds=lease_seconds,
+            max_attempts=policy.max_attempts,
+            send=self._attempts,
         )
 
     def _new_owner(self) -> str:
@@ -316,11 +263,11 @@ class Engine:
         params = spec.canonical_json()
         params_fingerprint = fingerprint(params)
         token = venue.idempotency_token(key, params_fingerprint)
-        now = _utc(self._clock)
+        now = utc(self._clock)
         # On a venue that de-duplicates, the claim also records the first attempt (IN_FLIGHT,
         # counted), which has to be durable before the send anyway: one journal write fewer
         # per transfer. A ledger venue's claim stays PENDING: until it is sent, it must not
-        # hold back identical movements (`_movement`).
+        # hold back identical movements (`settlement.movements`).
         first_attempt = venue.ambiguity_policy is AmbiguityPolicy.RESEND
         intent = Intent(
             key=key,
@@ -423,7 +370,7 @@ class Engine:
             return None
         # The attempt as `_attempt` records one for an intent sent before: counted, its send
         # time, the status as it was.
-        attempt = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=_utc(self._clock))
+        attempt = attrs.evolve(intent, attempts=intent.attempts + 1, last_sent_at=utc(self._clock))
         with anyio.CancelScope(shield=True):  # as a claim: never leave a lease held
             taken = await self._sweeper.take(
                 intent, attempt, owner=owner, lease_seconds=self._lease_seconds
@@ -506,7 +453,7 @@ class Engine:
             # That drive may outlast our deadline: look again at the pace below, up to it.
         pause = _WAIT_POLL_MAX
         if intent.lease_expires_at is not None:
-            left = (intent.lease_expires_at - _utc(self._clock)).total_seconds()
+            left = (intent.lease_expires_at - utc(self._clock)).total_seconds()
             pause = min(pause, max(left, 0.01))
         if deadline_at is not None:
             pause = min(pause, deadline_at - self._clock.monotonic())
@@ -540,7 +487,7 @@ class Engine:
         # PENDING is never sent (IN_FLIGHT is durable before the first send); anything later
         # may have reached the venue in an earlier call or process, unless this call created
         # it already IN_FLIGHT (`transfer`).
-        progress = _Progress(
+        progress = Progress(
             intent=intent,
             spec=spec or TransferSpec.from_canonical_json(intent.params),
             maybe_executed=not fresh and intent.status is not TransferStatus.PENDING,
@@ -556,15 +503,13 @@ class Engine:
         )
         settled = False
         try:
-            if progress.maybe_executed and _reconciles(runtime):
+            if progress.maybe_executed and reconciles(runtime):
                 progress.inherited_end_ms = intent.attempts_end_venue_ms
                 progress.bound_missing = intent.attempts_end_venue_ms is None
             if runtime.venue.ambiguity_policy is AmbiguityPolicy.RESEND:
                 outcome = await self._attempts(runtime, progress, owner, deadline_at)
             else:
-                outcome = await self._attempts_with_reconciliation(
-                    runtime, progress, owner, deadline_at
-                )
+                outcome = await self._ledger.run(runtime, progress, owner, deadline_at)
             settled = True
             return await self._settle(runtime, progress, owner, outcome)
         except LeaseLostError:
@@ -582,7 +527,7 @@ class Engine:
                 self._known(progress, fresh),
                 status=TransferStatus.FAILED,
                 error=StoredError(kind="JournalError", message=str(exc), reusable=True),
-                finished_at=_utc(self._clock),
+                finished_at=utc(self._clock),
             )
             settled = await self._record(unsent, owner, adopt=False)
             if not settled:
@@ -604,58 +549,22 @@ class Engine:
             done.set()
 
     def _before_send(self, runtime: VenueRuntime, intent: Intent) -> int | None:
-        """`Intent.attempts_end_venue_ms` as written before a send (`_settle_from`); only a
-        venue that reconciles needs it."""
-        if not _reconciles(runtime):
+        """`Intent.attempts_end_venue_ms` as written before a send; only a venue that
+        reconciles needs it (`settlement.windows`)."""
+        if not reconciles(runtime):
             return intent.attempts_end_venue_ms
-        return before_send(
-            intent,
-            venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
-            lease_seconds=self._lease_seconds,
-            timeout=self._timeout,
-        )
+        return self._ledger.bound_before_send(runtime, intent)
 
-    def _stopped(self, runtime: VenueRuntime, progress: _Progress, fresh: bool) -> Intent:
+    def _stopped(self, runtime: VenueRuntime, progress: Progress, fresh: bool) -> Intent:
         """What a drive that stops without settling leaves: `_known`, with (on a venue that
-        reconciles) the latest its attempts can have ended (`_settle_from.on_stop`)."""
+        reconciles) the latest its attempts can have ended."""
         intent = self._known(progress, fresh)
-        if not _reconciles(runtime):
+        if not reconciles(runtime):
             return intent
-        end_ms = on_stop(
-            intent,
-            inherited_ms=progress.inherited_end_ms,
-            sent=progress.sent_this_call > 0,
-            ended_ms=progress.attempt_ended_venue_ms,
-            venue_now_high_ms=runtime.server_clock.bounds_ms()[1],
-        )
-        return attrs.evolve(intent, attempts_end_venue_ms=end_ms)
-
-    async def _attempts_ended_at(self, runtime: VenueRuntime, progress: _Progress) -> datetime:
-        """When (UTC, this host) every attempt that may have executed has ended at the latest:
-        this call's, and an earlier call's or process's as the journal bounds it."""
-        if progress.inherited_end_ms is not None or progress.bound_missing:
-            await self._sync_clock(runtime)  # the bound is in the venue's time
-        if progress.bound_missing:
-            progress.inherited_end_ms = legacy_bound(
-                venue_now_high_ms=runtime.server_clock.bounds_ms()[1], timeout=self._timeout
-            )
-            progress.bound_missing = False
-        now = _utc(self._clock)
-        ends = []
-        if progress.sent_this_call and progress.attempt_ended_at is not None:
-            ends.append(progress.attempt_ended_at)
-        if progress.inherited_end_ms is not None:
-            ends.append(
-                local_time(
-                    progress.inherited_end_ms,
-                    now=now,
-                    venue_now_low_ms=runtime.server_clock.bounds_ms()[0],
-                )
-            )
-        return max(ends) if ends else now
+        return LedgerDrive.stopped(runtime, progress, intent)
 
     @staticmethod
-    def _known(progress: _Progress, fresh: bool) -> Intent:
+    def _known(progress: Progress, fresh: bool) -> Intent:
         """What an interrupted drive leaves in the journal.
 
         A fresh intent that was recorded IN_FLIGHT but never sent goes back to PENDING, so
@@ -674,91 +583,13 @@ class Engine:
             )
         return intent
 
-    async def _attempts_with_reconciliation(
-        self,
-        runtime: VenueRuntime,
-        progress: _Progress,
-        owner: str,
-        deadline_at: float | None,
-    ) -> Outcome | _Exhausted:
-        """Send on a venue without idempotency keys: reconcile before any resend.
-
-        At most one intent per (account, accounts, currency, amount) is unresolved in the
-        whole journal, so a ledger row matches one intent only: a new one takes its
-        movement's turn first, waiting while an identical one is unresolved (`_movement`).
-        """
-        venue = runtime.venue
-        assert isinstance(venue, LedgerVenue)  # noqa: S101 - RECONCILE venues read a ledger
-        if progress.intent.status is TransferStatus.PENDING:
-            await take_turn(
-                self._journal,
-                self._clock,
-                progress.intent,
-                owner=owner,
-                lease_seconds=self._lease_seconds,
-                deadline_at=deadline_at,
-                wait_for_parked=not progress.sweep,
-            )
-        return await self._reconciled_drive(
-            runtime, progress, owner, deadline_at, venue=venue, spec=progress.spec
-        )
-
-    async def _reconciled_drive(
-        self,
-        runtime: VenueRuntime,
-        progress: _Progress,
-        owner: str,
-        deadline_at: float | None,
-        *,
-        venue: LedgerVenue,
-        spec: TransferSpec,
-    ) -> Outcome | _Exhausted:
-        """The body of `_attempts_with_reconciliation`; its end frees the movement's turn."""
-        try:
-            while True:
-                if progress.maybe_executed:
-                    ended_at = _utc(self._clock)
-                    if venue.can_reconcile(spec):  # else find answers at once, unasked
-                        ended_at = await self._attempts_ended_at(runtime, progress)
-                    found = await self._reconciler.find(
-                        venue,
-                        runtime.server_clock,
-                        progress.intent,
-                        spec,
-                        owner=owner,
-                        lease_seconds=self._lease_seconds,
-                        deadline_at=deadline_at,
-                        attempt_ended_at=ended_at,
-                    )
-                    _log.info(
-                        "transfer %s on %s: reconciled: %s",
-                        progress.intent.key,
-                        venue.name,
-                        found,
-                    )
-                    if isinstance(found, Found):
-                        progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
-                        return Succeeded(found.ledger_id)
-                    if isinstance(found, Unclear):
-                        return Ambiguous(reason=found.reason)
-                    progress.maybe_executed = False  # provably absent: sending is safe
-                if progress.sent_this_call >= self._policy.max_attempts:
-                    return _Exhausted(Ambiguous(reason="attempts exhausted"))
-                outcome = await self._attempts(runtime, progress, owner, deadline_at)
-                if not isinstance(outcome, Ambiguous):
-                    return outcome
-        finally:
-            # Keep the next identical transfer's ledger window clear of this one's row.
-            spacing = 2 * (venue.ledger_margin_seconds + runtime.server_clock.uncertainty_ms / 1000)
-            await free_turn(self._journal, progress.intent, owner=owner, spacing_seconds=spacing)
-
     async def _attempts(
         self,
         runtime: VenueRuntime,
-        progress: _Progress,
+        progress: Progress,
         owner: str,
         deadline_at: float | None,
-    ) -> Outcome | _Exhausted:
+    ) -> Outcome | Exhausted:
         """Send until an attempt settles, or attempts, deadline or retry budget run out.
 
         The first attempt runs before tenacity is involved: a tenacity controller costs ~40 µs
@@ -778,7 +609,7 @@ class Engine:
         try:
             first = await self._attempt(runtime, progress, owner, deadline_at)
         except _NoSlot:
-            return _Exhausted(_no_slot(runtime.venue.name))
+            return Exhausted(_no_slot(runtime.venue.name))
         if not retryable(first):
             return first
         replay = [first]
@@ -803,24 +634,24 @@ class Engine:
             retry_error_callback=_exhausted,
         )
         try:
-            result: Outcome | _Exhausted = await retrying(attempt)
+            result: Outcome | Exhausted = await retrying(attempt)
         except _NoSlot:
             # As when a backoff would outlast the deadline (`deadline_stop`): the call ends
             # with the outcome it was retrying.
             last = latest[0]
             assert isinstance(last, NotProcessed | Ambiguous)  # noqa: S101 - only these retry
-            return _Exhausted(last)
+            return Exhausted(last)
         return result
 
     async def _attempt(
         self,
         runtime: VenueRuntime,
-        progress: _Progress,
+        progress: Progress,
         owner: str,
         deadline_at: float | None,
     ) -> Outcome:
         venue = runtime.venue
-        await self._sync_clock(runtime)
+        await sync_clock(runtime)
         intent = before = progress.intent
         claimed = progress.attempt_recorded_at is not None
         # The journal describes this attempt before it is sent (IN_FLIGHT, counted, its send
@@ -832,7 +663,7 @@ class Engine:
             saved_at, progress.attempt_recorded_at = progress.attempt_recorded_at, None
             self._log_state(intent)
         else:
-            now = _utc(self._clock)
+            now = utc(self._clock)
             if intent.status is TransferStatus.PENDING:
                 intent = attrs.evolve(
                     intent,
@@ -860,7 +691,7 @@ class Engine:
             if claimed:
                 progress.intent = self._known(progress, fresh=True)
             raise _NoSlot
-        progress.intent = attrs.evolve(intent, last_sent_at=_utc(self._clock))  # the real send
+        progress.intent = attrs.evolve(intent, last_sent_at=utc(self._clock))  # the real send
         if self._clock.monotonic() - saved_at > self._lease_seconds / 2:
             # A long wait for the slot (HTX allows 1/s), or for the clock read after a claim,
             # could outlast the lease, and another worker could have taken the intent over:
@@ -882,7 +713,7 @@ class Engine:
                 request, timeout=self._attempt_timeout(deadline_at)
             )
         except SendError as exc:
-            progress.attempt_ended_at = _utc(self._clock)
+            progress.attempt_ended_at = utc(self._clock)
             progress.attempt_ended_venue_ms = runtime.server_clock.bounds_ms()[1]
             outcome: Outcome = (
                 Ambiguous(reason=exc.reason)
@@ -890,7 +721,7 @@ class Engine:
                 else NotProcessed(error=VenueUnavailableError(exc.reason, venue=venue.name))
             )
         else:
-            progress.attempt_ended_at = _utc(self._clock)
+            progress.attempt_ended_at = utc(self._clock)
             progress.attempt_ended_venue_ms = runtime.server_clock.bounds_ms()[1]
             outcome = venue.classify_transfer(response)
             if isinstance(outcome, NotProcessed) and isinstance(outcome.error, RateLimitError):
@@ -900,7 +731,7 @@ class Engine:
                 runtime.limiter.pause_until(pause, cap=self._policy.max_retry_after)
         self._log_attempt(progress.intent, outcome)
         if isinstance(outcome, NotProcessed) and outcome.resync_clock:
-            await self._sync_clock(runtime, seen_generation=clock_generation)
+            await sync_clock(runtime, seen_generation=clock_generation)
         elif isinstance(outcome, Ambiguous):
             progress.maybe_executed = True
         return outcome
@@ -910,32 +741,18 @@ class Engine:
             return self._timeout
         return max(0.05, min(self._timeout, deadline_at - self._clock.monotonic()))
 
-    async def _sync_clock(
-        self, runtime: VenueRuntime, *, seen_generation: int | None = None
-    ) -> None:
-        """Measure the venue's clock (once, or again after a timestamp refusal); best effort."""
-        server_clock = runtime.server_clock
-        try:
-            if seen_generation is None:
-                await server_clock.ensure_synced()
-            else:
-                await server_clock.resync(seen_generation=seen_generation)
-        except (SendError, ValueError, KeyError, TypeError) as exc:
-            # The transfer can still succeed on the local clock; a timestamp refusal asks again.
-            _log.warning("%s: could not read the server time: %s", runtime.venue.name, exc)
-
     # -- settling ---------------------------------------------------------------------------
 
     async def _settle(
         self,
         runtime: VenueRuntime,
-        progress: _Progress,
+        progress: Progress,
         owner: str,
-        outcome: Outcome | _Exhausted,
+        outcome: Outcome | Exhausted,
     ) -> Receipt:
         """Record the outcome (shielded) and return the receipt or raise the caller's error."""
         intent, venue = progress.intent, runtime.venue.name
-        now = _utc(self._clock)
+        now = utc(self._clock)
         if isinstance(outcome, Duplicate):
             if not _duplicate_proves_execution(progress, runtime.venue):
                 return await self._unproven_duplicate(outcome, progress, owner, venue)
@@ -959,7 +776,7 @@ class Engine:
             return receipt_from_intent(final, replayed=False, spec=progress.spec)
         refusal = _refusal(outcome, progress.maybe_executed)
         if refusal is None:
-            last = outcome.last if isinstance(outcome, _Exhausted) else outcome
+            last = outcome.last if isinstance(outcome, Exhausted) else outcome
             late = _late_refusal(outcome)
             if isinstance(last, Ambiguous):
                 reason = last.reason
@@ -992,7 +809,7 @@ class Engine:
         raise refusal
 
     async def _unproven_duplicate(
-        self, outcome: Duplicate, progress: _Progress, owner: str, venue: str
+        self, outcome: Duplicate, progress: Progress, owner: str, venue: str
     ) -> NoReturn:
         """UNKNOWN for good: not FAILED, for it may be this very transfer that executed, and
         not SUCCEEDED, for it may have been another; a person settles it. The stored error

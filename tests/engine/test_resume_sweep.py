@@ -22,9 +22,9 @@ import trio.testing
 import xferkit
 from xferkit import TransferStatus
 from xferkit._clock import ServerClock
-from xferkit._reconcile import Absent, Found, Reconciler
 from xferkit._transport import Transport
 from xferkit.journal import Intent, Journal
+from xferkit.settlement.ledger import Absent, Found, Reconciler
 from xferkit.testing import FakeHTX, FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 from xferkit.venues._base import TransferSpec, fingerprint
 

@@ -194,7 +194,7 @@ class Intent:
             venue may commit a transfer until its attempt ends, so a ledger's settle window
             counts from here when the sends were another call's or process's. In the venue's
             time, which every worker measures alike, not in a worker's own clock
-            (`xferkit._settle_from`).
+            (`xferkit.settlement.windows`).
     """
 
     key: str

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 
 import anyio
 
-from ._clock import Clock
-from ._exceptions import JournalError, TransferOutcomeUnknownError
-from .journal._base import Intent, IntentId, Journal, lease_available
+from .._clock import Clock
+from .._exceptions import JournalError, TransferOutcomeUnknownError
+from ..journal._base import Intent, IntentId, Journal, lease_available
 
 __all__ = ["free", "take_turn"]
 

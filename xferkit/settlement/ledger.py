@@ -10,8 +10,8 @@ margin) to now and looks for a row that matches the transfer and that no other i
 * anything else (the ledger unreachable, the deadline, a transfer the ledger cannot show):
   unclear, and the intent stays ``UNKNOWN`` for ``resume()``.
 
-Reading the ledger is `xferkit._ledger_reads`' job (concurrent lookups share one scan); in a
-``resume()`` sweep, an intent waiting out its settle window gives up its slot (`_sweep`).
+Reading the ledger is `xferkit.settlement.reads`' job (concurrent lookups share one scan); in a
+``resume()`` sweep, an intent waiting out its settle window gives up its slot (`settlement.sweep`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from datetime import datetime
 
 import attrs
 
-from ._clock import Clock, ServerClock
-from ._ledger_reads import LedgerReads
-from ._models import TransferStatus
-from ._sweep import release_sweep_slot
-from ._transport import SendError, Transport
-from .journal._base import Intent, Journal, LeaseLostError
-from .venues._base import LedgerRow, LedgerVenue, TransferSpec
+from .._clock import Clock, ServerClock
+from .._models import TransferStatus
+from .._transport import SendError, Transport
+from ..journal._base import Intent, Journal, LeaseLostError
+from ..venues._base import LedgerRow, LedgerVenue, TransferSpec
+from .reads import LedgerReads
+from .sweep import release_sweep_slot
 
 __all__ = ["Absent", "Found", "Reconciler", "Unclear"]
 
@@ -102,7 +102,7 @@ class Reconciler:
         # Heartbeat through the wait: the settle window can be longer than the lease, and a
         # lapsed lease would let another worker drive the intent at the same time. Each renewal
         # also proves the intent is still ours (LeaseLostError otherwise). In a resume()
-        # sweep, only waiting, this intent lets the next one start (`_sweep`).
+        # sweep, only waiting, this intent lets the next one start (`settlement.sweep`).
         release_sweep_slot()
         deadline_wait = self._clock.monotonic() + wait
         while True:

@@ -24,10 +24,10 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from ._clock import ServerClock
-from ._http import HttpRequest, HttpResponse
-from ._transport import Transport
-from .venues._base import LedgerRow, LedgerVenue
+from .._clock import ServerClock
+from .._http import HttpRequest, HttpResponse
+from .._transport import Transport
+from ..venues._base import LedgerRow, LedgerVenue
 
 __all__ = ["LEDGER_MAX_AGE_MS", "LEDGER_MAX_WINDOW_MS", "LedgerReads", "LedgerScan"]
 

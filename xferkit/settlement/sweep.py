@@ -8,10 +8,10 @@ windows, so the wait gives the slot to the next intent (`release_sweep_slot`): e
 intent then shares, in effect, one settle window. Only HTX intents that wait are held beyond
 ``concurrency``, each a sleeping task.
 
-The slot is not taken back after the wait: the intent then only reads the ledger once more (a
-shared scan, `xferkit._ledger_reads`) and at most resends under the venue's rate limiter, and
-a waiter queued for a slot again would hold its identical movement's turn (`_movement`) while
-intents holding slots may wait for that turn.
+The slot is not taken back after the wait: the intent then only reads the ledger once more
+(a shared scan, `reads`) and at most resends under the venue's rate limiter, and a waiter
+queued for a slot again would hold its identical movement's turn (`movements`) while intents
+holding slots may wait for that turn.
 
 The slot travels in a context variable, set in the sweep's task for each intent: the
 reconciler deep in the engine finds it there without every layer passing it along, and a

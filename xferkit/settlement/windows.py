@@ -36,8 +36,8 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from ._clock import DRIFT_PER_MS
-from .journal._base import Intent
+from .._clock import DRIFT_PER_MS
+from ..journal._base import Intent
 
 __all__ = ["TRANSPORT_PHASES", "before_send", "latest", "legacy_bound", "local_time", "on_stop"]
 
