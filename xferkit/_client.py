@@ -20,7 +20,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._clock import SYSTEM_CLOCK, Clock, ServerClock
-from ._engine import DEFAULT_LEASE_SECONDS, Engine, VenueRuntime, receipt_from_intent
+from ._engine import DEFAULT_LEASE_SECONDS, Engine, VenueRuntime
 from ._exceptions import (
     ClientClosedError,
     IdempotencyConflictError,
@@ -36,6 +36,7 @@ from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._settle import abandon_intent, default_settler, settle_intent
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
+from ._verdicts import receipt_from_intent
 from .journal import (
     DEFAULT_JOURNAL_PATH,
     LEGACY_ACCOUNT,

@@ -34,19 +34,25 @@ from ._exceptions import (
     JournalError,
     RateLimitError,
     TransferOutcomeUnknownError,
-    VenueError,
     VenueUnavailableError,
 )
-from ._models import Confirmation, Receipt, TransferStatus
-from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Rejected, Succeeded
+from ._models import Receipt, TransferStatus
+from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Succeeded
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
+from ._verdicts import (
+    UNPROVEN_DUPLICATE,
+    definitive_refusal,
+    duplicate_proves_execution,
+    late_refusal,
+    receipt_from_intent,
+)
 from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError, SweepJournal
 from .settlement.drive import LedgerDrive
 from .settlement.sweep import hold_gate
-from .venues._base import AmbiguityPolicy, TransferSpec, Venue, fingerprint
+from .venues._base import AmbiguityPolicy, TransferSpec, fingerprint
 
-__all__ = ["Engine", "VenueRuntime", "receipt_from_intent"]
+__all__ = ["Engine", "VenueRuntime"]
 
 _log = logging.getLogger("xferkit")
 
@@ -106,104 +112,6 @@ class _BudgetStop(tenacity.stop.stop_base):
             return True
         self._progress.budget_spent += cost
         return False
-
-
-def _refusal(outcome: Outcome | Exhausted, maybe_executed: bool) -> VenueError | None:
-    """The error a FAILED intent raises, or ``None`` when the outcome is still unknown.
-
-    Once an attempt may have executed (in this call, an earlier one or another process), a
-    refusal of a later attempt settles nothing: it says nothing about the earlier one. When
-    no attempt reached the venue's processing, the error says the key was not spent.
-    """
-    if maybe_executed:
-        return None
-    if isinstance(outcome, Rejected):
-        if outcome.before_processing:
-            return _unspent(outcome.error)
-        return outcome.error
-    if isinstance(outcome, Exhausted) and isinstance(outcome.last, NotProcessed):
-        return _unspent(outcome.last.error)
-    return None
-
-
-def _unspent(error: VenueError) -> VenueError:
-    """``error`` marked as leaving the key unspent (`VenueError.key_reusable`)."""
-    if error.key_reusable:
-        return error
-    return type(error)(
-        error.message,
-        venue=error.venue,
-        code=error.code,
-        http_status=error.http_status,
-        key_reusable=True,
-    )
-
-
-def _late_refusal(outcome: Outcome | Exhausted) -> VenueError | None:
-    """The refusal that left a possibly executed intent open, kept as its reason."""
-    last = outcome.last if isinstance(outcome, Exhausted) else outcome
-    if isinstance(last, Rejected | NotProcessed):
-        return last.error
-    return None
-
-
-_UNPROVEN_DUPLICATE = "UnprovenDuplicate"  # StoredError.kind of `Engine._unproven_duplicate`
-
-
-def _duplicate_proves_execution(progress: Progress, venue: Venue) -> bool:
-    """Whether XT's duplicate answer means this very transfer executed.
-
-    The bizId names (account, key, parameters), so it does, whether this journal sent it or
-    not (a lost journal). Only a bizId from xferkit 0.1, derived from (api key, key) alone,
-    may name a transfer with other parameters, unless this intent's own send may have
-    executed (and no earlier duplicate answer showed the bizId was spent before it was sent).
-    """
-    intent = progress.intent
-    if intent.token == venue.idempotency_token(intent.key, intent.fingerprint):
-        return True
-    unproven_before = intent.error is not None and intent.error.kind == _UNPROVEN_DUPLICATE
-    return progress.maybe_executed and not unproven_before
-
-
-def receipt_from_intent(
-    intent: Intent, *, replayed: bool, spec: TransferSpec | None = None
-) -> Receipt:
-    """Build the caller's receipt from a journal intent (whose ``spec`` may be known)."""
-    if spec is None:
-        spec = TransferSpec.from_canonical_json(intent.params)
-    return Receipt(
-        venue=intent.venue,
-        key=intent.key,
-        status=intent.status,
-        transfer_id=intent.transfer_id,
-        amount=spec.amount,
-        currency=spec.currency,
-        from_account=spec.from_account,
-        to_account=spec.to_account,
-        attempts=intent.attempts,
-        replayed=replayed,
-        created_at=intent.created_at,
-        finished_at=intent.finished_at,
-        confirmed_by=confirmation(intent),
-        reason=None if intent.error is None else intent.error.describe(),
-    )
-
-
-def confirmation(intent: Intent) -> Confirmation | None:
-    """What proved a ``SUCCEEDED`` intent executed, from what the journal holds.
-
-    Derived, not stored: a ledger match keeps its row (``ledger_ref``), and on XT only the
-    duplicate answer settles without a transfer id.
-    """
-    if intent.status is not TransferStatus.SUCCEEDED:
-        return None
-    if intent.settlement is not None:
-        return Confirmation.OPERATOR
-    if intent.ledger_ref is not None:
-        return Confirmation.LEDGER
-    if intent.transfer_id is None:
-        return Confirmation.DUPLICATE
-    return Confirmation.VENUE
 
 
 class Engine:
@@ -754,7 +662,7 @@ class Engine:
         intent, venue = progress.intent, runtime.venue.name
         now = utc(self._clock)
         if isinstance(outcome, Duplicate):
-            if not _duplicate_proves_execution(progress, runtime.venue):
+            if not duplicate_proves_execution(progress, runtime.venue):
                 return await self._unproven_duplicate(outcome, progress, owner, venue)
             outcome = Succeeded(None)  # the venue holds our bizId: this transfer executed
         if isinstance(outcome, Succeeded):
@@ -774,10 +682,10 @@ class Engine:
             # key); the journal's IN_FLIGHT row then settles to the same answer on resume().
             await self._record(final, owner)
             return receipt_from_intent(final, replayed=False, spec=progress.spec)
-        refusal = _refusal(outcome, progress.maybe_executed)
+        refusal = definitive_refusal(outcome, progress.maybe_executed)
         if refusal is None:
             last = outcome.last if isinstance(outcome, Exhausted) else outcome
-            late = _late_refusal(outcome)
+            late = late_refusal(outcome)
             if isinstance(last, Ambiguous):
                 reason = last.reason
             elif late is not None:
@@ -822,7 +730,7 @@ class Engine:
             "(`xferkit journal settle`)"
         )
         stored = StoredError(
-            kind=_UNPROVEN_DUPLICATE, message=reason, code=error.code, http_status=error.http_status
+            kind=UNPROVEN_DUPLICATE, message=reason, code=error.code, http_status=error.http_status
         )
         unknown = attrs.evolve(progress.intent, status=TransferStatus.UNKNOWN, error=stored)
         await self._record(unknown, owner)
