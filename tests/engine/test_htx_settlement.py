@@ -274,3 +274,94 @@ async def test_resume_does_not_wait_forever_behind_an_intent_it_cannot_settle(
         "y": TransferStatus.PENDING,
     }
     assert len(fake_htx.audit) == 1
+
+
+class SlowWireLaggingLedger(httpx.AsyncBaseTransport):
+    """The transfer POST travels ``wire`` virtual seconds before the venue commits it, and its
+    answer never arrives (the attempt times out ``timeout`` seconds after it began); ledger
+    rows show only ``lag`` seconds after their transactTime."""
+
+    def __init__(
+        self, fake: FakeHTX, clock: VirtualClock, *, wire: float, timeout: float, lag: float
+    ) -> None:
+        self.inner = FakeTransport(fake)
+        self.fake, self.clock = fake, clock
+        self.wire, self.timeout, self.lag = wire, timeout, lag
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/account/transfer":
+            self.clock.advance(self.wire)
+            await self.inner.handle_async_request(request)  # committed late in the attempt
+            self.clock.advance(self.timeout - self.wire)
+            raise httpx.ReadTimeout("no answer", request=request)
+        response = await self.inner.handle_async_request(request)
+        if request.url.path != "/v2/account/ledger":
+            return response
+        page = response.json()
+        shown = self.fake.server_time_ms() - self.lag * 1000
+        page["data"] = [row for row in page["data"] if row["transactTime"] <= shown]
+        return httpx.Response(response.status_code, json=page)
+
+
+async def test_the_settle_window_counts_from_the_end_of_an_attempt_that_timed_out(
+    fake_htx: FakeHTX, clock: VirtualClock, journal: Journal
+) -> None:
+    """With the defaults (timeout 10 s, settle window 10 s), HTX commits the transfer 9.9 s
+    into the attempt and shows it in its ledger 2 s later. Counted from the attempt's start,
+    the window would end before the row shows and the transfer would be sent again; counted
+    from the attempt's end, the row is found: one execution, SUCCEEDED by the ledger."""
+    transport = SlowWireLaggingLedger(fake_htx, clock, wire=9.9, timeout=10.0, lag=2.0)
+    async with (
+        httpx.AsyncClient(transport=transport) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET),
+            journal=journal,
+            http_client=http_client,
+            clock=clock,
+            retry=xferkit.RetryPolicy(deadline=None),
+        ) as client,
+    ):
+        receipt = await client.transfer("htx", **args("25"), key="late")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.confirmed_by is Confirmation.LEDGER
+    assert len(fake_htx.audit) == 1
+
+
+class TimeEndpointDownUntilATransfer(httpx.AsyncBaseTransport):
+    """HTX's time endpoint fails until a transfer request has gone through; everything else
+    reaches the fake."""
+
+    def __init__(self, fake: FakeHTX) -> None:
+        self.inner = FakeTransport(fake)
+        self.transferred = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/common/timestamp" and not self.transferred:
+            return httpx.Response(503, text="unavailable")
+        self.transferred |= request.url.path == "/v2/account/transfer"
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_lost_answer_is_found_when_the_clock_was_never_measured(
+    fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """The time endpoint fails at first, so xferkit signs on this host's clock, 60 s ahead of
+    HTX's (HTX accepts 5 minutes), and records the send's venue time from it. The executed
+    transfer's row lies a minute before that: the window, widened for the unmeasured offset,
+    still holds it. Not widened, the row is missed, judged absent, and sent a second time."""
+    fake_htx.skew_ms = -60_000
+    plan.force(Fault.DROP_AFTER)
+    async with (
+        httpx.AsyncClient(transport=TimeEndpointDownUntilATransfer(fake_htx)) as http_client,
+        xferkit.Client(
+            xferkit.HTX(ACCESS_KEY, SECRET),
+            journal=journal,
+            http_client=http_client,
+            clock=clock,
+            retry=xferkit.RetryPolicy(deadline=None),
+        ) as client,
+    ):
+        receipt = await client.transfer("htx", **args("25"), key="unmeasured")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert receipt.confirmed_by is Confirmation.LEDGER
+    assert len(fake_htx.audit) == 1
