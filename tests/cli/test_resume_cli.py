@@ -15,7 +15,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from click.testing import CliRunner, Result
 
 import xferkit
-from xferkit._cli import app
+from xferkit.cli._app import app
 from xferkit.testing import FakeHTX, FakeXT, Fault, FaultPlan, LoopbackServer, serve
 
 from .conftest import UNKNOWN_SPELLING

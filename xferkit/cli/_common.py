@@ -15,10 +15,10 @@ from typing import TypeVar
 import anyio
 import click
 
-from ._client import JOURNAL_ENV
-from ._exceptions import XferError
-from ._models import TransferStatus
-from .journal import DEFAULT_JOURNAL_PATH, SqliteJournal
+from .._client import JOURNAL_ENV
+from .._exceptions import XferError
+from .._models import TransferStatus
+from ..journal import DEFAULT_JOURNAL_PATH, SqliteJournal
 
 __all__ = [
     "EXIT_ERROR",

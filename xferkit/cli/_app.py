@@ -9,18 +9,18 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_batch import batch
-from ._cli_common import EXIT_UNRESOLVED, run_async
-from ._cli_format import echo_json, make_console
-from ._cli_journal import journal
-from ._cli_progress import progress_bar
-from ._cli_resume import resume
-from ._cli_settle import abandon, account, adopt, settle  # noqa: F401 - journal subcommands
-from ._cli_sim import sim
-from ._cli_transfer import transfer
-from ._demo import MAX_DEMO_TRANSFERS, DemoSummary, VenueSummary, run_demo
-from ._exceptions import TransferOutcomeUnknownError, VenueError
-from ._models import Receipt
+from .._demo import MAX_DEMO_TRANSFERS, DemoSummary, VenueSummary, run_demo
+from .._exceptions import TransferOutcomeUnknownError, VenueError
+from .._models import Receipt
+from ._batch import batch
+from ._common import EXIT_UNRESOLVED, run_async
+from ._format import echo_json, make_console
+from ._journal import journal
+from ._progress import progress_bar
+from ._resume import resume
+from ._settle import abandon, account, adopt, settle  # noqa: F401 - journal subcommands
+from ._sim import sim
+from ._transfer import transfer
 
 
 @click.group()

@@ -15,7 +15,12 @@ import attrs
 import click
 from rich.text import Text
 
-from ._cli_common import (
+from .._client import DEFAULT_RESUME_CONCURRENCY, Client
+from .._models import Receipt, TransferStatus
+from ..journal import Intent
+from ..venues.htx import HTX
+from ..venues.xt import XT
+from ._common import (
     EXIT_UNRESOLVED,
     UNRESOLVED,
     CliError,
@@ -23,7 +28,7 @@ from ._cli_common import (
     require_journal,
     run_async,
 )
-from ._cli_format import (
+from ._format import (
     TransferRow,
     echo_json,
     intent_json,
@@ -32,13 +37,8 @@ from ._cli_format import (
     status_counts,
     transfer_table,
 )
-from ._cli_progress import progress_bar
-from ._cli_venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
-from ._client import DEFAULT_RESUME_CONCURRENCY, Client
-from ._models import Receipt, TransferStatus
-from .journal import Intent
-from .venues.htx import HTX
-from .venues.xt import XT
+from ._progress import progress_bar
+from ._venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
 
 __all__ = ["VENUE_ENV", "VenueEnv", "build_venues", "resume"]
 

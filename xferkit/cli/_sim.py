@@ -20,10 +20,10 @@ import anyio
 import attrs
 import click
 
-from ._cli_common import JOURNAL_ENVVAR, CliError, run_async
-from ._client import DEFAULT_TIMEOUT
-from ._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
-from .testing import FakeHTX, FakeXT, FaultPlan, serve
+from .._client import DEFAULT_TIMEOUT
+from .._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
+from ..testing import FakeHTX, FakeXT, FaultPlan, serve
+from ._common import JOURNAL_ENVVAR, CliError, run_async
 
 __all__ = ["sim"]
 

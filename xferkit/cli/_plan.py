@@ -20,14 +20,14 @@ from typing import TextIO
 
 import attrs
 
-from ._cli_common import CliError
-from ._cli_venues import VENUE_NAMES, venue_env, venue_from_env
-from ._exceptions import InvalidRequestError
-from ._models import TransferRequest
-from ._validation import check_key
-from .venues._base import TransferSpec
-from .venues.htx import HTX
-from .venues.xt import XT
+from .._exceptions import InvalidRequestError
+from .._models import TransferRequest
+from .._validation import check_key
+from ..venues._base import TransferSpec
+from ..venues.htx import HTX
+from ..venues.xt import XT
+from ._common import CliError
+from ._venues import VENUE_NAMES, venue_env, venue_from_env
 
 __all__ = [
     "FORMATS",

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import attrs
 import click
 
-from ._cli_common import CliError
-from ._exceptions import InvalidRequestError
-from .venues.htx import HTX
-from .venues.xt import XT
+from .._exceptions import InvalidRequestError
+from ..venues.htx import HTX
+from ..venues.xt import XT
+from ._common import CliError
 
 __all__ = ["VENUE_ENV", "VENUE_NAMES", "VenueEnv", "check_base_url", "venue_env", "venue_from_env"]
 

@@ -21,22 +21,22 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import (
+from .._client import Client
+from .._exceptions import TransferOutcomeUnknownError, VenueError, XferError
+from .._models import Receipt, TransferRequest
+from .._validation import amount_text
+from ._common import (
     EXIT_OK,
     EXIT_UNRESOLVED,
     journal_option,
     journal_to_write,
     run_async,
 )
-from ._cli_format import make_console
-from ._cli_outcome import ERROR, FAILED, SUCCEEDED, UNKNOWN, Outcome
-from ._cli_plan import FORMATS, PlanReader, PlanRow, plan_format
-from ._cli_progress import progress_bar
-from ._cli_venues import check_base_url
-from ._client import Client
-from ._exceptions import TransferOutcomeUnknownError, VenueError, XferError
-from ._models import Receipt, TransferRequest
-from ._validation import amount_text
+from ._format import make_console
+from ._outcome import ERROR, FAILED, SUCCEEDED, UNKNOWN, Outcome
+from ._plan import FORMATS, PlanReader, PlanRow, plan_format
+from ._progress import progress_bar
+from ._venues import check_base_url
 
 __all__ = ["SHOWN_PROBLEMS", "Tally", "batch"]
 
