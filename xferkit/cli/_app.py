@@ -7,19 +7,21 @@ import click
 from ._batch import batch
 from ._demo import demo
 from ._journal import journal
+from ._logging import LoggingGroup, verbosity_options
 from ._resume import resume
 from ._settle import abandon, account, adopt, settle  # noqa: F401 - journal subcommands
 from ._sim import sim
 from ._transfer import transfer
 
 
-@click.group()
+@click.group(cls=LoggingGroup)
+@verbosity_options
 @click.version_option(package_name="xferkit")
 def app() -> None:
     """Exactly-once transfers between your own accounts on crypto venues.
 
     Exit status: 0 done, 1 not done (refused, unknown or unresolved; or a key is unknown),
-    2 could not run.
+    2 could not run. Quiet: -v/--verbose shows the library's log (INFO), --debug more.
     """
 
 

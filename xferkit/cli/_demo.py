@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import click
@@ -14,12 +13,14 @@ from .._exceptions import TransferOutcomeUnknownError, VenueError
 from .._models import Receipt
 from ._common import EXIT_UNRESOLVED, run_async
 from ._format import echo_json, make_console
+from ._logging import verbosity_options
 from ._progress import progress_bar
 
 __all__ = ["demo"]
 
 
 @click.command("demo")
+@verbosity_options
 @click.option(
     "--transfers",
     type=click.IntRange(1, MAX_DEMO_TRANSFERS),
@@ -76,22 +77,17 @@ def demo(transfers: int, concurrency: int, fault_rate: float, seed: int, as_json
                 unknown=counts["unknown"],
             )
 
-        # Faults are the point here: the engine's warnings about them (a retry budget spent,
-        # an outcome left unknown) would bury the progress bar. The summary reports them all.
-        quiet = logging.NullHandler()
-        logging.getLogger("xferkit").addHandler(quiet)
-        try:
-            summary = run_async(
-                lambda: run_demo(
-                    transfers=transfers,
-                    concurrency=concurrency,
-                    fault_rate=fault_rate,
-                    seed=seed,
-                    on_progress=advance,
-                )
+        # Faults are the point here: the engine's warnings about them stay off the terminal
+        # (the CLI is quiet unless -v), and the summary reports them all.
+        summary = run_async(
+            lambda: run_demo(
+                transfers=transfers,
+                concurrency=concurrency,
+                fault_rate=fault_rate,
+                seed=seed,
+                on_progress=advance,
             )
-        finally:
-            logging.getLogger("xferkit").removeHandler(quiet)
+        )
     if as_json:
         echo_json(summary.to_json())
     else:

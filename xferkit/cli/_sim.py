@@ -24,6 +24,7 @@ from .._client import DEFAULT_TIMEOUT
 from .._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
 from ..testing import FakeHTX, FakeXT, FaultPlan, serve
 from ._common import JOURNAL_ENVVAR, CliError, run_async
+from ._logging import verbosity_options
 
 __all__ = ["sim"]
 
@@ -56,6 +57,7 @@ class _Stopped:
 
 
 @click.command("sim")
+@verbosity_options
 @click.option(
     "--host",
     default="127.0.0.1",

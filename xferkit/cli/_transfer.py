@@ -28,6 +28,7 @@ from ._common import (
     run_async,
 )
 from ._format import echo_json, iso_utc, make_console, status_text
+from ._logging import verbosity_options
 from ._outcome import FAILED, SUCCEEDED, UNKNOWN, Outcome
 from ._venues import VENUE_NAMES, check_base_url, venue_env, venue_from_env
 
@@ -46,6 +47,7 @@ def parse_amount(ctx: click.Context, param: click.Parameter, value: str) -> Deci
 
 
 @click.command("transfer")
+@verbosity_options
 @click.argument("venue", metavar="VENUE", type=click.Choice(VENUE_NAMES, case_sensitive=False))
 @click.argument("currency")
 @click.argument("amount", callback=parse_amount)
