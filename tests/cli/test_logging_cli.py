@@ -95,7 +95,7 @@ def test_debug_on_the_group_shows_debug_records(fakes: Fakes, tmp_path: Path) ->
 
 
 def test_verbose_batch_keeps_its_summary_on_stdout(fakes: Fakes, tmp_path: Path) -> None:
-    """`xferkit --verbose batch` logs each row's attempt on stderr and leaves stdout to the summary."""
+    """`xferkit --verbose batch` logs each attempt on stderr, leaving stdout to the summary."""
     plan = tmp_path / "plan.csv"
     plan.write_text(PLAN)
     result = invoke("--verbose", "batch", plan, "--journal", tmp_path / "j", env=fakes.env)

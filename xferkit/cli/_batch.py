@@ -33,10 +33,11 @@ from ._common import (
     run_async,
 )
 from ._format import make_console
+from ._logging import AttemptListener, listening, verbosity_options
 from ._outcome import ERROR, FAILED, SUCCEEDED, UNKNOWN, Outcome
-from ._plan import FORMATS, PlanReader, PlanRow, plan_format
+from ._plan import FORMATS, PlanError, PlanReader, PlanRow, plan_format
 from ._progress import progress_bar
-from ._venues import check_base_url
+from ._venues import check_base_url, parse_rate_limits
 
 __all__ = ["SHOWN_PROBLEMS", "Tally", "batch"]
 
@@ -107,6 +108,7 @@ class Tally:
 
 
 @click.command("batch")
+@verbosity_options
 @click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -133,6 +135,21 @@ class Tally:
     metavar="URL",
     help="HTX's API host [default: $XFERKIT_HTX_BASE_URL, else https://api.huobi.pro].",
 )
+@click.option(
+    "--rate-limit",
+    "rate_limits",
+    multiple=True,
+    metavar="VENUE=N",
+    callback=parse_rate_limits,
+    help="Transfer requests per second on VENUE, instead of its default (XT 10, HTX 1); "
+    "repeat for each venue.",
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Check the whole plan, report every bad row, and stop: nothing is sent, no journal.",
+)
 @journal_option()
 @click.option(
     "--json",
@@ -147,6 +164,8 @@ def batch(
     concurrency: int,
     xt_base_url: str | None,
     htx_base_url: str | None,
+    rate_limits: dict[str, float],
+    check_only: bool,
     journal_path: Path,
     as_json: bool,
 ) -> None:
@@ -155,33 +174,73 @@ def batch(
     Columns: venue, currency, amount, from_account, to_account, key, and optionally symbol
     and margin_account. Every row needs its own key, so running the plan again never moves
     money twice. The whole plan is checked before anything is sent. Exit status 0 when every
-    row SUCCEEDED, 1 when any was refused or is unknown, 2 on a bad plan.
+    row SUCCEEDED, 1 when any was refused or is unknown, 2 on a bad plan. With --check,
+    exit status 0 when the plan is good, 2 when not.
     """
     reader = PlanReader(
         plan,
         plan_format(plan, fmt.lower() if fmt else None),
         {"xt": xt_base_url, "htx": htx_base_url},
+        rate_limits,
     )
-    total = reader.check()
+    total = reader.check(_report_problem)
+    if check_only:
+        noun = "row" if total == 1 else "rows"
+        click.echo(f"{plan}: {total} {noun}, all good; nothing was sent")
+        return
     path = journal_to_write(journal_path)
     began = time.monotonic()
     tally = Tally()
+    interrupted = False
     if total:
-        tally = run_async(lambda: _run(reader, path, total, concurrency, as_json=as_json))
+        try:
+            run_async(lambda: _run(reader, path, total, concurrency, tally, as_json=as_json))
+        except KeyboardInterrupt:
+            interrupted = True
     elapsed = time.monotonic() - began
     if as_json:
-        _echo_line(tally.summary_json(plan=plan, journal=path, elapsed=elapsed))
+        summary = tally.summary_json(plan=plan, journal=path, elapsed=elapsed)
+        if interrupted:
+            summary.update(interrupted=True, not_finished=total - tally.rows, exit_status=1)
+        _echo_line(summary)
     else:
         _print_summary(tally, plan=plan, journal=path, elapsed=elapsed)
+    if interrupted:
+        click.echo(_interrupted_line(tally, plan=plan, total=total), err=True)
+        raise SystemExit(EXIT_UNRESOLVED)
     if tally.exit_status:
         raise SystemExit(tally.exit_status)
 
 
+def _report_problem(problem: PlanError) -> None:
+    """One bad row, one ``Error:`` line on stderr, as soon as it is found."""
+    click.echo(f"Error: {problem.message}", err=True)
+
+
+def _interrupted_line(tally: Tally, *, plan: Path, total: int) -> str:
+    """What a Ctrl-C left: what finished, what is open, and how to continue it."""
+    left = total - tally.rows
+    return (
+        f"Interrupted: {tally.rows} of {total} rows finished (above); {left} not finished, "
+        "some perhaps sent and left open in the journal. Nothing runs twice: run "
+        f"`xferkit batch {plan}` again to finish them, or `xferkit resume` to settle the ones "
+        "already sent."
+    )
+
+
 async def _run(
-    reader: PlanReader, journal: Path, total: int, concurrency: int, *, as_json: bool
-) -> Tally:
-    """Stream the plan into ``transfer_many`` and count (and print) outcomes as they come."""
-    tally = Tally()
+    reader: PlanReader,
+    journal: Path,
+    total: int,
+    concurrency: int,
+    tally: Tally,
+    *,
+    as_json: bool,
+) -> None:
+    """Stream the plan into ``transfer_many`` and count (and print) outcomes as they come.
+
+    ``tally`` is the caller's, so that what finished is known after an interruption too.
+    """
     started = datetime.now(timezone.utc)
     # Rows sent but not yet reported, by key: at most about 2 x concurrency at any time.
     pending: dict[str, collections.deque[PlanRow]] = {}
@@ -193,7 +252,31 @@ async def _run(
             pending.setdefault(key, collections.deque()).append(row)
             yield row.request
 
-    with progress_bar(total=total) as progress:
+    # Retries of rows still in flight, by key, as the engine reports each attempt: the bar
+    # counts a retry when it is sent, not when its row finishes.
+    live: dict[str, int] = {}
+    sent = 0
+
+    def show() -> None:
+        progress.update(
+            task,
+            retries=tally.retries + sum(live.values()),
+            failed=tally.failed + tally.errors,
+            unknown=tally.unknown,
+            sent=sent,
+        )
+
+    def on_attempt(key: str, attempt: int) -> None:
+        nonlocal sent
+        if key in pending:
+            sent += 1
+            live[key] = max(live.get(key, 0), attempt - 1)
+            show()
+
+    with (
+        progress_bar(total=total) as progress,
+        listening(AttemptListener(on_attempt)),
+    ):
         task = progress.task_ids[0]
         async with Client(*reader.venues.values(), journal=journal) as client:
             async for result in client.transfer_many(requests(), concurrency=concurrency):
@@ -209,17 +292,12 @@ async def _run(
                 outcome = Outcome.build(
                     key=key, spec=row.spec, result=result, intent=intent, started=started
                 )
+                live.pop(key, None)
                 tally.add(row.line, outcome)
                 if as_json:
                     _echo_line({"type": "outcome", "line": row.line, **outcome.to_json()})
-                progress.update(
-                    task,
-                    advance=1,
-                    retries=tally.retries,
-                    failed=tally.failed + tally.errors,
-                    unknown=tally.unknown,
-                )
-    return tally
+                progress.advance(task)
+                show()
 
 
 def _key_of(result: Receipt | Exception) -> str | None:

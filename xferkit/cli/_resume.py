@@ -37,6 +37,7 @@ from ._format import (
     status_counts,
     transfer_table,
 )
+from ._logging import AttemptListener, listening, verbosity_options
 from ._progress import progress_bar
 from ._venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
 
@@ -70,6 +71,7 @@ class _Outcome:
 
 
 @click.command("resume")
+@verbosity_options
 @journal_option()
 @click.option(
     "--venue",
@@ -131,9 +133,19 @@ def resume(
         async with Client(*venues, journal=path) as client:
             mine = [(v.name, v.account) for v in venues]
             total = len(await client.journal.list(statuses=UNRESOLVED, accounts=mine))
-            with progress_bar(total=total, description="resuming") as progress:
+            tally = {"failed": 0, "unknown": 0, "sent": 0, "retries": 0}
+
+            def on_attempt(key: str, attempt: int) -> None:
+                # Live, as each request is sent: resending a lost answer is a retry.
+                tally["sent"] += 1
+                tally["retries"] += attempt > 1
+                progress.update(task, sent=tally["sent"], retries=tally["retries"])
+
+            with (
+                progress_bar(total=total, description="resuming") as progress,
+                listening(AttemptListener(on_attempt)),
+            ):
                 task = progress.task_ids[0]
-                tally = {"failed": 0, "unknown": 0}
 
                 def advance(receipt: Receipt) -> None:
                     if receipt.status is TransferStatus.FAILED:
