@@ -193,6 +193,7 @@ def test_ctrl_c_ends_with_a_summary_and_how_to_continue(fakes: Fakes, tmp_path: 
     assert summary["rows"] >= 2
     assert summary["rows"] + summary["not_finished"] == 40
     assert summary["not_finished"] >= 1
+    assert set(summary["in_flight"]) <= {f"h-{i}" for i in range(1, 41)}
     assert "Interrupted:" in stderr
     assert f"xferkit batch {plan}" in stderr
     assert "xferkit resume" in stderr

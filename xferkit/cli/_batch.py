@@ -10,9 +10,10 @@ anything is sent).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,10 +40,12 @@ from ._plan import FORMATS, PlanError, PlanReader, PlanRow, plan_format
 from ._progress import progress_bar
 from ._venues import check_base_url, parse_rate_limits
 
-__all__ = ["SHOWN_PROBLEMS", "Tally", "batch"]
+__all__ = ["SHOWN_IN_FLIGHT", "SHOWN_PROBLEMS", "Tally", "batch"]
 
 SHOWN_PROBLEMS = 50
 """How many rows that did not succeed the table lists; the JSON lines list every one."""
+SHOWN_IN_FLIGHT = 10
+"""How many keys left in flight by an interruption the closing message names."""
 
 
 @attrs.define
@@ -60,6 +63,8 @@ class Tally:
     refused_by_code: collections.Counter[str] = attrs.field(factory=collections.Counter)
     kinds: dict[str, str] = attrs.field(factory=dict)
     problems: list[tuple[int, Outcome]] = attrs.field(factory=list)
+    in_flight: list[str] = attrs.field(factory=list)
+    """Keys handed to the client but not finished when the run stopped (an interruption)."""
 
     def add(self, line: int, outcome: Outcome) -> None:
         """Count one row's outcome."""
@@ -201,10 +206,15 @@ def batch(
     if as_json:
         summary = tally.summary_json(plan=plan, journal=path, elapsed=elapsed)
         if interrupted:
-            summary.update(interrupted=True, not_finished=total - tally.rows, exit_status=1)
+            summary.update(
+                interrupted=True,
+                not_finished=total - tally.rows,
+                in_flight=tally.in_flight,
+                exit_status=EXIT_UNRESOLVED,
+            )
         _echo_line(summary)
     else:
-        _print_summary(tally, plan=plan, journal=path, elapsed=elapsed)
+        _print_summary(tally, plan=plan, journal=path, elapsed=elapsed, final=not interrupted)
     if interrupted:
         click.echo(_interrupted_line(tally, plan=plan, total=total), err=True)
         raise SystemExit(EXIT_UNRESOLVED)
@@ -220,11 +230,19 @@ def _report_problem(problem: PlanError) -> None:
 def _interrupted_line(tally: Tally, *, plan: Path, total: int) -> str:
     """What a Ctrl-C left: what finished, what is open, and how to continue it."""
     left = total - tally.rows
+    flying = len(tally.in_flight)
+    shown = ", ".join(tally.in_flight[:SHOWN_IN_FLIGHT])
+    more = f" and {flying - SHOWN_IN_FLIGHT} more" if flying > SHOWN_IN_FLIGHT else ""
+    open_part = (
+        f"{flying} of them under way (sent, or waiting for their turn), which the journal "
+        f"keeps open ({shown}{more}; `xferkit journal ls --unresolved` lists them)"
+        if flying
+        else "none of them under way"
+    )
     return (
-        f"Interrupted: {tally.rows} of {total} rows finished (above); {left} not finished, "
-        "some perhaps sent and left open in the journal. Nothing runs twice: run "
-        f"`xferkit batch {plan}` again to finish them, or `xferkit resume` to settle the ones "
-        "already sent."
+        f"Interrupted: {tally.rows} of {total} rows finished (summary above); {left} not "
+        f"finished, {open_part}. Nothing runs twice: run `xferkit batch {plan}` again to "
+        "finish them all, or `xferkit resume` to settle only the ones already sent."
     )
 
 
@@ -276,6 +294,7 @@ async def _run(
     with (
         progress_bar(total=total) as progress,
         listening(AttemptListener(on_attempt)),
+        _note_in_flight(tally, pending),
     ):
         task = progress.task_ids[0]
         async with Client(*reader.venues.values(), journal=journal) as client:
@@ -300,6 +319,15 @@ async def _run(
                 show()
 
 
+@contextlib.contextmanager
+def _note_in_flight(tally: Tally, pending: Mapping[str, object]) -> Iterator[None]:
+    """On the way out (Ctrl-C included), note the keys still in flight for the summary."""
+    try:
+        yield
+    finally:
+        tally.in_flight = sorted(pending)
+
+
 def _key_of(result: Receipt | Exception) -> str | None:
     """The key an outcome belongs to; an exception without a request is a bug, raised here."""
     if isinstance(result, Receipt):
@@ -315,8 +343,13 @@ def _echo_line(value: object) -> None:
     click.echo(json.dumps(value, ensure_ascii=False))
 
 
-def _print_summary(tally: Tally, *, plan: Path, journal: Path, elapsed: float) -> None:
-    """The summary table, the rows that did not succeed, and a line that says the exit status."""
+def _print_summary(
+    tally: Tally, *, plan: Path, journal: Path, elapsed: float, final: bool = True
+) -> None:
+    """The summary table, the rows that did not succeed, and a line that says the exit status.
+
+    ``final=False`` (an interrupted run): no closing line, which would judge a partial run.
+    """
     console = make_console()
     table = Table(title=Text(f"batch {plan}"), title_justify="left", show_header=False)
     table.add_column("what")
@@ -342,7 +375,8 @@ def _print_summary(tally: Tally, *, plan: Path, journal: Path, elapsed: float) -
     console.print(table)
     if tally.problems:
         console.print(_problem_table(tally))
-    console.print(Text(_closing_line(tally)))
+    if final:  # an interrupted run ends with its own message instead (on stderr)
+        console.print(Text(_closing_line(tally)))
 
 
 def _problem_table(tally: Tally) -> Table:
