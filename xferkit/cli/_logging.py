@@ -133,8 +133,6 @@ def _open_up(handler: RichHandler, level: int) -> None:
     if handler.level <= level:
         return
     handler.setLevel(level)
-    if level <= logging.DEBUG:
-        handler._log_render.show_path = True
     logger = logging.getLogger(LIBRARY_LOGGER)
     if logger.level == logging.NOTSET or logger.level > level:
         logger.setLevel(level)
