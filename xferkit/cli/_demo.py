@@ -13,7 +13,7 @@ from .._exceptions import TransferOutcomeUnknownError, VenueError
 from .._models import Receipt
 from ._common import EXIT_UNRESOLVED, run_async
 from ._format import echo_json, make_console
-from ._logging import verbosity_options
+from ._logging import AttemptListener, listening, verbosity_options
 from ._progress import progress_bar
 
 __all__ = ["demo"]
@@ -58,36 +58,45 @@ def demo(transfers: int, concurrency: int, fault_rate: float, seed: int, as_json
                 f"{concurrency} at a time, {fault_rate:.0%} of transfer requests faulted"
             )
         )
-    counts = {"retries": 0, "failed": 0, "unknown": 0}
+    counts = {"sent": 0, "retries": 0, "failed": 0, "unknown": 0}
     with progress_bar(total=transfers) as progress:
         task = progress.task_ids[0]
 
-        def advance(outcome: Receipt | Exception) -> None:
-            if isinstance(outcome, Receipt):
-                counts["retries"] += max(outcome.attempts - 1, 0)
-            elif isinstance(outcome, TransferOutcomeUnknownError):
-                counts["unknown"] += 1
-            elif isinstance(outcome, VenueError):
-                counts["failed"] += 1
+        def show(advance: int = 0) -> None:
             progress.update(
                 task,
-                advance=1,
+                advance=advance,
+                sent=counts["sent"],
                 retries=counts["retries"],
                 failed=counts["failed"],
                 unknown=counts["unknown"],
             )
 
+        def on_attempt(key: str, attempt: int) -> None:
+            # Live, as each request is sent (the batch's, then resume()'s).
+            counts["sent"] += 1
+            counts["retries"] += attempt > 1
+            show()
+
+        def advance(outcome: Receipt | Exception) -> None:
+            if isinstance(outcome, TransferOutcomeUnknownError):
+                counts["unknown"] += 1
+            elif isinstance(outcome, VenueError):
+                counts["failed"] += 1
+            show(advance=1)
+
         # Faults are the point here: the engine's warnings about them stay off the terminal
         # (the CLI is quiet unless -v), and the summary reports them all.
-        summary = run_async(
-            lambda: run_demo(
-                transfers=transfers,
-                concurrency=concurrency,
-                fault_rate=fault_rate,
-                seed=seed,
-                on_progress=advance,
+        with listening(AttemptListener(on_attempt)):
+            summary = run_async(
+                lambda: run_demo(
+                    transfers=transfers,
+                    concurrency=concurrency,
+                    fault_rate=fault_rate,
+                    seed=seed,
+                    on_progress=advance,
+                )
             )
-        )
     if as_json:
         echo_json(summary.to_json())
     else:
