@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from xferkit.cli._plan import PlanReader
+
 from .conftest import CREDENTIALS, SECRETS, Fakes, invoke, subprocess_env
 
 PLAN = "venue,currency,amount,from_account,to_account,key\nxt,usdt,1,spot,finance,log-1\n"
@@ -103,3 +107,22 @@ def test_verbose_batch_keeps_its_summary_on_stdout(fakes: Fakes, tmp_path: Path)
     assert "transfer log-1 on xt: attempt 1" in result.stderr
     assert "attempt 1" not in result.stdout
     assert "all 1 transfer SUCCEEDED" in result.stdout
+
+
+def test_an_unexpected_error_is_one_line_unless_debug(
+    fakes: Fakes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is one `Error:` line and exit 2 by default; with `--debug`, its traceback."""
+
+    def broken(self: object, report: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(PlanReader, "check", broken)
+    plan = tmp_path / "plan.csv"
+    plan.write_text(PLAN)
+    result = invoke("batch", plan, "--journal", tmp_path / "j", env=fakes.env)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: unexpected RuntimeError: boom (")
+    assert len(result.stderr.splitlines()) == 1
+    with pytest.raises(RuntimeError, match="boom"):
+        invoke("batch", plan, "--journal", tmp_path / "j", "--debug", env=fakes.env)

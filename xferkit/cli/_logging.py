@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 __all__ = [
+    "EXIT_UNEXPECTED",
     "LIBRARY_LOGGER",
     "AttemptListener",
     "LoggingGroup",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 LIBRARY_LOGGER = "xferkit"
+EXIT_UNEXPECTED = 2
+"""Exit status after an unexpected error: the command could not run as it should."""
 
 _F = Callable[..., object]
 _HANDLER_KEY = "xferkit.log_handler"
@@ -88,7 +91,8 @@ class LoggingGroup(click.Group):
     application, and a root handler someone configured must not print over its output. Rich's
     handler on stderr is attached silent; ``-v``/``--debug`` (on the group or the command)
     open it up once parsed. Everything is given back afterwards, so in-process callers (tests,
-    click's runner) find logging as it was.
+    click's runner) find logging as it was. An unexpected exception is one ``Error:`` line
+    (exit status 2), or its traceback with ``--debug``.
     """
 
     def invoke(self, ctx: click.Context) -> object:
@@ -106,6 +110,19 @@ class LoggingGroup(click.Group):
             _open_up(handler, level)
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            # A bug, or a failure nothing foresaw: one line, like every other error, unless
+            # --debug asked for the detail (then Python's traceback, through the usual path).
+            if handler.level <= logging.DEBUG:
+                raise
+            click.echo(
+                f"Error: unexpected {type(exc).__name__}: {exc} (run the command again with "
+                "--debug to see where; the journal keeps what was recorded)",
+                err=True,
+            )
+            ctx.exit(EXIT_UNEXPECTED)
         finally:
             logger.removeHandler(handler)
             logger.setLevel(before)
