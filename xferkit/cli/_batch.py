@@ -113,7 +113,6 @@ class Tally:
 
 
 @click.command("batch")
-@verbosity_options
 @click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--format",
@@ -162,6 +161,7 @@ class Tally:
     is_flag=True,
     help="Print one JSON object per line: an outcome per row as it finishes, then a summary.",
 )
+@verbosity_options
 def batch(
     *,
     plan: Path,

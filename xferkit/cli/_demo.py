@@ -20,7 +20,6 @@ __all__ = ["demo"]
 
 
 @click.command("demo")
-@verbosity_options
 @click.option(
     "--transfers",
     type=click.IntRange(1, MAX_DEMO_TRANSFERS),
@@ -44,6 +43,7 @@ __all__ = ["demo"]
 )
 @click.option("--seed", default=2026, show_default=True, help="Seed of the plan and the faults.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@verbosity_options
 def demo(transfers: int, concurrency: int, fault_rate: float, seed: int, as_json: bool) -> None:
     """Run a faulted rebalancing batch across simulated XT and HTX and verify it exactly once.
 

@@ -71,7 +71,6 @@ class _Outcome:
 
 
 @click.command("resume")
-@verbosity_options
 @journal_option()
 @click.option(
     "--venue",
@@ -108,6 +107,7 @@ class _Outcome:
     help="Seconds the whole sweep may take [default: no limit].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
+@verbosity_options
 def resume(
     *,
     journal_path: Path,

@@ -57,7 +57,6 @@ class _Stopped:
 
 
 @click.command("sim")
-@verbosity_options
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -88,6 +87,7 @@ class _Stopped:
     "clock skew).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+@verbosity_options
 def sim(host: str, xt_port: int, htx_port: int, fault_rate: float, seed: int) -> None:
     """Serve the simulated XT and HTX venues on loopback until Ctrl-C (or SIGTERM).
 

@@ -47,7 +47,6 @@ def parse_amount(ctx: click.Context, param: click.Parameter, value: str) -> Deci
 
 
 @click.command("transfer")
-@verbosity_options
 @click.argument("venue", metavar="VENUE", type=click.Choice(VENUE_NAMES, case_sensitive=False))
 @click.argument("currency")
 @click.argument("amount", callback=parse_amount)
@@ -81,6 +80,7 @@ def parse_amount(ctx: click.Context, param: click.Parameter, value: str) -> Deci
 )
 @journal_option()
 @click.option("--json", "as_json", is_flag=True, help="Print an outcome object as JSON.")
+@verbosity_options
 def transfer(
     *,
     venue: str,
