@@ -199,3 +199,18 @@ def test_ctrl_c_ends_with_a_summary_and_how_to_continue(fakes: Fakes, tmp_path: 
     assert "xferkit resume" in stderr
     for secret in SECRETS:
         assert secret not in stdout + stderr
+
+
+def test_the_check_stops_where_the_file_cannot_be_read_on(fakes: Fakes, tmp_path: Path) -> None:
+    """Bad rows before broken CSV quoting are all reported, then the line the check stopped at."""
+    plan = tmp_path / "plan.csv"
+    plan.write_text(HEADER + 'xt,usdt,1e5,spot,finance,a,\nxt,usdt,1,spot,finance,"b\n')
+    result = invoke("batch", plan, "--check", env=fakes.env)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {plan}, line 2: amount '1e5' is not a plain positive decimal; "
+        "write it like '10' or '0.25'",
+        f"Error: {plan}, line 3: not valid CSV: unexpected end of data",
+        f"Error: {plan}: 1 bad row before line 3, where the file cannot be read on; "
+        "nothing was sent",
+    ]

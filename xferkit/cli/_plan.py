@@ -60,10 +60,11 @@ class PlanError(CliError):
 class PlanProblemsError(CliError):
     """The plan has bad rows, each already reported on its own line (exit status 2)."""
 
-    def __init__(self, path: Path, bad: int, *, complete: bool) -> None:
+    def __init__(self, path: Path, bad: int, *, stopped_at: int | None = None) -> None:
         rows = "1 bad row" if bad == 1 else f"{bad} bad rows"
-        checked = "" if complete else " (the check stopped there: the file cannot be read on)"
-        super().__init__(f"{path}: {rows}{checked}; nothing was sent")
+        if stopped_at is not None:
+            rows += f" before line {stopped_at}, where the file cannot be read on"
+        super().__init__(f"{path}: {rows}; nothing was sent")
         self.bad = bad
 
 
@@ -158,11 +159,12 @@ class PlanReader:
                         )
                 seen.add(digest)
         except PlanError as fatal:
-            bad += 1
+            if not bad:
+                raise  # the only problem: its own line says it all
             report(fatal)
-            raise PlanProblemsError(self.path, bad, complete=False) from None
+            raise PlanProblemsError(self.path, bad, stopped_at=fatal.line) from None
         if bad:
-            raise PlanProblemsError(self.path, bad, complete=True)
+            raise PlanProblemsError(self.path, bad)
         return count
 
     def rows(self) -> Iterator[PlanRow]:
