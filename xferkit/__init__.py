@@ -7,6 +7,8 @@
 ...     )
 """
 
+import logging
+
 from ._api import transfer
 from ._client import Client
 from ._clock import Clock, SystemClock
@@ -33,6 +35,10 @@ from .venues.htx import HTX
 from .venues.xt import XT
 
 __version__ = "0.1.0"
+
+# A library never configures logging (no basicConfig): the application does. Without this
+# handler, Python's last-resort handler would print the engine's warnings on stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "HTX",

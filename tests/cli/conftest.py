@@ -11,7 +11,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from click.testing import CliRunner, Result
 
-from xferkit._cli import app
+from xferkit.cli._app import app
 from xferkit.testing import FakeHTX, FakeXT, FaultPlan, LoopbackServer, serve
 from xferkit.venues import htx as htx_venue
 from xferkit.venues import xt as xt_venue

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from xferkit._cli_plan import PlanError, PlanReader
+from xferkit.cli._plan import PlanError, PlanReader
 from xferkit.journal import SqliteJournal
 from xferkit.testing import Fault
 

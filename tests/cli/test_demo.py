@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 
 import xferkit
-from xferkit._cli import app
 from xferkit._demo import (
     DEMO_XT_API_KEY,
     DEMO_XT_SECRET,
@@ -23,6 +22,7 @@ from xferkit._demo import (
     demo_requests,
     run_demo,
 )
+from xferkit.cli._app import app
 from xferkit.journal import Intent, SqliteJournal
 
 from .conftest import subprocess_env

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 import xferkit
-from xferkit._cli import app
-from xferkit._cli_journal import parse_duration
+from xferkit.cli._app import app
+from xferkit.cli._journal import parse_duration
 from xferkit.journal import Intent, SqliteJournal
 from xferkit.testing import FakeHTX, FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 

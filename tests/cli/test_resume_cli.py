@@ -8,14 +8,17 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from click.testing import CliRunner, Result
+from rich.progress import Progress
 
 import xferkit
-from xferkit._cli import app
+from xferkit.cli import _resume
+from xferkit.cli._app import app
 from xferkit.testing import FakeHTX, FakeXT, Fault, FaultPlan, LoopbackServer, serve
 
 from .conftest import UNKNOWN_SPELLING
@@ -254,3 +257,33 @@ def test_resume_takes_a_concurrency_and_a_deadline_of_its_own(
     assert result.exit_code == 0, result.output
     assert [r["status"] for r in json.loads(result.stdout)["receipts"]] == ["SUCCEEDED"]
     assert len(served.xt.audit) == 1
+
+
+def test_resume_progress_counts_each_request_as_it_is_sent(
+    served: Served, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`resume`'s progress bar counts settled intents, and requests sent and retries live."""
+    journal = tmp_path / "journal.sqlite3"
+    leave_unknown(served, journal, ("lost", Fault.DROP_AFTER, xt_transfer("10")))
+    seen: list[tuple[float, Any, Any]] = []
+    real = _resume.progress_bar
+
+    def recording(**kwargs: Any) -> Progress:
+        progress = real(**kwargs)
+        update = progress.update
+
+        def record(task: Any, **fields: Any) -> None:
+            update(task, **fields)
+            state = progress.tasks[0]
+            seen.append((state.completed, state.fields["sent"], state.fields["retries"]))
+
+        monkeypatch.setattr(progress, "update", record)
+        return progress
+
+    monkeypatch.setattr(_resume, "progress_bar", recording)
+    xt_only = {k: v for k, v in CREDENTIALS.items() if "_XT_" in k}
+    url = served.server.url("xt")
+    result = invoke("resume", "--journal", journal, "--xt-base-url", url, env=xt_only)
+    assert result.exit_code == 0, result.output
+    assert (0, 1, 1) in seen  # the resend, counted before the intent settles
+    assert seen[-1] == (1, 1, 1)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import xferkit
 from xferkit import TransferStatus
-from xferkit._cli import app
+from xferkit.cli._app import app
 from xferkit.journal import IntentId, SqliteJournal
 from xferkit.testing import FakeTransport, FakeXT, Fault, FaultPlan, VirtualClock
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from xferkit._cli_batch import Tally, _closing_line
-from xferkit._cli_outcome import FAILED, Outcome
-from xferkit._cli_transfer import verdict
+from xferkit.cli._batch import Tally, _closing_line
+from xferkit.cli._outcome import FAILED, Outcome
+from xferkit.cli._transfer import verdict
 from xferkit.journal import StoredError
 from xferkit.venues._base import TransferSpec
 

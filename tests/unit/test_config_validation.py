@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import xferkit
 from xferkit import HTX, XT, InvalidRequestError
-from xferkit._cli import app
+from xferkit.cli._app import app
 
 KEY = "cfg-key-0000-visible"
 SECRET = "cfg-secret-do-not-leak-3f9a"

@@ -20,10 +20,11 @@ import anyio
 import attrs
 import click
 
-from ._cli_common import JOURNAL_ENVVAR, CliError, run_async
-from ._client import DEFAULT_TIMEOUT
-from ._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
-from .testing import FakeHTX, FakeXT, FaultPlan, serve
+from .._client import DEFAULT_TIMEOUT
+from .._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
+from ..testing import FakeHTX, FakeXT, FaultPlan, serve
+from ._common import JOURNAL_ENVVAR, CliError, run_async
+from ._logging import verbosity_options
 
 __all__ = ["sim"]
 
@@ -86,6 +87,7 @@ class _Stopped:
     "clock skew).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+@verbosity_options
 def sim(host: str, xt_port: int, htx_port: int, fault_rate: float, seed: int) -> None:
     """Serve the simulated XT and HTX venues on loopback until Ctrl-C (or SIGTERM).
 

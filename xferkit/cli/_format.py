@@ -23,11 +23,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import UNRESOLVED
-from ._models import Receipt, TransferStatus
-from ._validation import amount_text
-from .journal import Intent, StoredError
-from .venues._base import TransferSpec
+from .._models import Receipt, TransferStatus
+from .._validation import amount_text
+from ..journal import Intent, StoredError
+from ..venues._base import TransferSpec
+from ._common import UNRESOLVED
 
 __all__ = [
     "STATUS_STYLES",

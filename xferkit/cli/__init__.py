@@ -10,7 +10,7 @@ __all__ = ["main"]
 def main() -> None:
     """Run the command line, or say how to install it instead of printing a traceback."""
     try:
-        from ._cli import app  # noqa: PLC0415 - click and rich are an optional extra
+        from ._app import app  # noqa: PLC0415 - click and rich are an optional extra
     except ImportError as exc:
         sys.stderr.write(f"xferkit's command line needs {exc.name}: pip install 'xferkit[cli]'\n")
         sys.exit(2)

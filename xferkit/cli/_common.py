@@ -7,6 +7,7 @@ could not run (bad usage, no journal, missing credentials, an unreadable journal
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,10 +16,10 @@ from typing import TypeVar
 import anyio
 import click
 
-from ._client import JOURNAL_ENV
-from ._exceptions import XferError
-from ._models import TransferStatus
-from .journal import DEFAULT_JOURNAL_PATH, SqliteJournal
+from .._client import JOURNAL_ENV
+from .._exceptions import XferError
+from .._models import TransferStatus
+from ..journal import DEFAULT_JOURNAL_PATH, SqliteJournal
 
 __all__ = [
     "EXIT_ERROR",
@@ -134,6 +135,10 @@ def run_async(fn: Callable[[], Awaitable[_T]]) -> _T:
 
     A `XferError` escaping a command is an environment problem (an unreadable journal, a bad
     setting), not a transfer outcome: transfer outcomes come back as receipts.
+
+    Ctrl-C raises `KeyboardInterrupt` here, on every Python: the loop's runner cancels the
+    command's task on SIGINT, and on Python 3.10 (anyio's backported runner) the task's
+    `CancelledError` comes out instead of the `KeyboardInterrupt`.
     """
 
     async def call() -> _T:
@@ -143,3 +148,6 @@ def run_async(fn: Callable[[], Awaitable[_T]]) -> _T:
         return anyio.run(call)
     except XferError as exc:
         raise CliError(str(exc)) from exc
+    except asyncio.CancelledError:
+        # Nothing else cancels the loop's main task from outside: it was SIGINT.
+        raise KeyboardInterrupt from None

@@ -15,7 +15,12 @@ import attrs
 import click
 from rich.text import Text
 
-from ._cli_common import (
+from .._client import DEFAULT_RESUME_CONCURRENCY, Client
+from .._models import Receipt, TransferStatus
+from ..journal import Intent
+from ..venues.htx import HTX
+from ..venues.xt import XT
+from ._common import (
     EXIT_UNRESOLVED,
     UNRESOLVED,
     CliError,
@@ -23,7 +28,7 @@ from ._cli_common import (
     require_journal,
     run_async,
 )
-from ._cli_format import (
+from ._format import (
     TransferRow,
     echo_json,
     intent_json,
@@ -32,13 +37,9 @@ from ._cli_format import (
     status_counts,
     transfer_table,
 )
-from ._cli_progress import progress_bar
-from ._cli_venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
-from ._client import DEFAULT_RESUME_CONCURRENCY, Client
-from ._models import Receipt, TransferStatus
-from .journal import Intent
-from .venues.htx import HTX
-from .venues.xt import XT
+from ._logging import AttemptListener, listening, verbosity_options
+from ._progress import progress_bar
+from ._venues import VENUE_ENV, VenueEnv, check_base_url, venue_from_env
 
 __all__ = ["VENUE_ENV", "VenueEnv", "build_venues", "resume"]
 
@@ -106,6 +107,7 @@ class _Outcome:
     help="Seconds the whole sweep may take [default: no limit].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of tables.")
+@verbosity_options
 def resume(
     *,
     journal_path: Path,
@@ -131,9 +133,19 @@ def resume(
         async with Client(*venues, journal=path) as client:
             mine = [(v.name, v.account) for v in venues]
             total = len(await client.journal.list(statuses=UNRESOLVED, accounts=mine))
-            with progress_bar(total=total, description="resuming") as progress:
+            tally = {"failed": 0, "unknown": 0, "sent": 0, "retries": 0}
+
+            def on_attempt(key: str, attempt: int) -> None:
+                # Live, as each request is sent: resending a lost answer is a retry.
+                tally["sent"] += 1
+                tally["retries"] += attempt > 1
+                progress.update(task, sent=tally["sent"], retries=tally["retries"])
+
+            with (
+                progress_bar(total=total, description="resuming") as progress,
+                listening(AttemptListener(on_attempt)),
+            ):
                 task = progress.task_ids[0]
-                tally = {"failed": 0, "unknown": 0}
 
                 def advance(receipt: Receipt) -> None:
                     if receipt.status is TransferStatus.FAILED:

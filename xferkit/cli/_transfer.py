@@ -16,20 +16,21 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import (
+from .._client import Client
+from .._exceptions import InvalidRequestError, TransferOutcomeUnknownError, VenueError
+from .._models import Receipt, TransferStatus
+from .._validation import amount_text, check_key, normalize_amount
+from ._common import (
     EXIT_UNRESOLVED,
     CliError,
     journal_option,
     journal_to_write,
     run_async,
 )
-from ._cli_format import echo_json, iso_utc, make_console, status_text
-from ._cli_outcome import FAILED, SUCCEEDED, UNKNOWN, Outcome
-from ._cli_venues import VENUE_NAMES, check_base_url, venue_env, venue_from_env
-from ._client import Client
-from ._exceptions import InvalidRequestError, TransferOutcomeUnknownError, VenueError
-from ._models import Receipt, TransferStatus
-from ._validation import amount_text, check_key, normalize_amount
+from ._format import echo_json, iso_utc, make_console, status_text
+from ._logging import verbosity_options
+from ._outcome import FAILED, SUCCEEDED, UNKNOWN, Outcome
+from ._venues import VENUE_NAMES, check_base_url, venue_env, venue_from_env
 
 __all__ = ["outcome_table", "parse_amount", "transfer", "verdict"]
 
@@ -79,6 +80,7 @@ def parse_amount(ctx: click.Context, param: click.Parameter, value: str) -> Deci
 )
 @journal_option()
 @click.option("--json", "as_json", is_flag=True, help="Print an outcome object as JSON.")
+@verbosity_options
 def transfer(
     *,
     venue: str,

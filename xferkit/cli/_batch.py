@@ -10,9 +10,10 @@ anything is sent).
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,27 +22,30 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import (
+from .._client import Client
+from .._exceptions import TransferOutcomeUnknownError, VenueError, XferError
+from .._models import Receipt, TransferRequest
+from .._validation import amount_text
+from ._common import (
     EXIT_OK,
     EXIT_UNRESOLVED,
     journal_option,
     journal_to_write,
     run_async,
 )
-from ._cli_format import make_console
-from ._cli_outcome import ERROR, FAILED, SUCCEEDED, UNKNOWN, Outcome
-from ._cli_plan import FORMATS, PlanReader, PlanRow, plan_format
-from ._cli_progress import progress_bar
-from ._cli_venues import check_base_url
-from ._client import Client
-from ._exceptions import TransferOutcomeUnknownError, VenueError, XferError
-from ._models import Receipt, TransferRequest
-from ._validation import amount_text
+from ._format import make_console
+from ._logging import AttemptListener, listening, verbosity_options
+from ._outcome import ERROR, FAILED, SUCCEEDED, UNKNOWN, Outcome
+from ._plan import FORMATS, PlanError, PlanReader, PlanRow, plan_format
+from ._progress import progress_bar
+from ._venues import check_base_url, parse_rate_limits
 
-__all__ = ["SHOWN_PROBLEMS", "Tally", "batch"]
+__all__ = ["SHOWN_IN_FLIGHT", "SHOWN_PROBLEMS", "Tally", "batch"]
 
 SHOWN_PROBLEMS = 50
 """How many rows that did not succeed the table lists; the JSON lines list every one."""
+SHOWN_IN_FLIGHT = 10
+"""How many keys left in flight by an interruption the closing message names."""
 
 
 @attrs.define
@@ -59,6 +63,8 @@ class Tally:
     refused_by_code: collections.Counter[str] = attrs.field(factory=collections.Counter)
     kinds: dict[str, str] = attrs.field(factory=dict)
     problems: list[tuple[int, Outcome]] = attrs.field(factory=list)
+    in_flight: list[str] = attrs.field(factory=list)
+    """Keys handed to the client but not finished when the run stopped (an interruption)."""
 
     def add(self, line: int, outcome: Outcome) -> None:
         """Count one row's outcome."""
@@ -133,6 +139,21 @@ class Tally:
     metavar="URL",
     help="HTX's API host [default: $XFERKIT_HTX_BASE_URL, else https://api.huobi.pro].",
 )
+@click.option(
+    "--rate-limit",
+    "rate_limits",
+    multiple=True,
+    metavar="VENUE=N",
+    callback=parse_rate_limits,
+    help="Transfer requests per second on VENUE, instead of its default (XT 10, HTX 1); "
+    "repeat for each venue.",
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Check the whole plan, report every bad row, and stop: nothing is sent, no journal.",
+)
 @journal_option()
 @click.option(
     "--json",
@@ -140,6 +161,7 @@ class Tally:
     is_flag=True,
     help="Print one JSON object per line: an outcome per row as it finishes, then a summary.",
 )
+@verbosity_options
 def batch(
     *,
     plan: Path,
@@ -147,6 +169,8 @@ def batch(
     concurrency: int,
     xt_base_url: str | None,
     htx_base_url: str | None,
+    rate_limits: dict[str, float],
+    check_only: bool,
     journal_path: Path,
     as_json: bool,
 ) -> None:
@@ -155,33 +179,86 @@ def batch(
     Columns: venue, currency, amount, from_account, to_account, key, and optionally symbol
     and margin_account. Every row needs its own key, so running the plan again never moves
     money twice. The whole plan is checked before anything is sent. Exit status 0 when every
-    row SUCCEEDED, 1 when any was refused or is unknown, 2 on a bad plan.
+    row SUCCEEDED, 1 when any was refused or is unknown, 2 on a bad plan. With --check,
+    exit status 0 when the plan is good, 2 when not.
     """
     reader = PlanReader(
         plan,
         plan_format(plan, fmt.lower() if fmt else None),
         {"xt": xt_base_url, "htx": htx_base_url},
+        rate_limits,
     )
-    total = reader.check()
+    total = reader.check(_report_problem)
+    if check_only:
+        noun = "row" if total == 1 else "rows"
+        click.echo(f"{plan}: {total} {noun}, all good; nothing was sent")
+        return
     path = journal_to_write(journal_path)
     began = time.monotonic()
     tally = Tally()
+    interrupted = False
     if total:
-        tally = run_async(lambda: _run(reader, path, total, concurrency, as_json=as_json))
+        try:
+            run_async(lambda: _run(reader, path, total, concurrency, tally, as_json=as_json))
+        except KeyboardInterrupt:
+            interrupted = True
     elapsed = time.monotonic() - began
     if as_json:
-        _echo_line(tally.summary_json(plan=plan, journal=path, elapsed=elapsed))
+        summary = tally.summary_json(plan=plan, journal=path, elapsed=elapsed)
+        if interrupted:
+            summary.update(
+                interrupted=True,
+                not_finished=total - tally.rows,
+                in_flight=tally.in_flight,
+                exit_status=EXIT_UNRESOLVED,
+            )
+        _echo_line(summary)
     else:
-        _print_summary(tally, plan=plan, journal=path, elapsed=elapsed)
+        _print_summary(tally, plan=plan, journal=path, elapsed=elapsed, final=not interrupted)
+    if interrupted:
+        click.echo(_interrupted_line(tally, plan=plan, total=total), err=True)
+        raise SystemExit(EXIT_UNRESOLVED)
     if tally.exit_status:
         raise SystemExit(tally.exit_status)
 
 
+def _report_problem(problem: PlanError) -> None:
+    """One bad row, one ``Error:`` line on stderr, as soon as it is found."""
+    click.echo(f"Error: {problem.message}", err=True)
+
+
+def _interrupted_line(tally: Tally, *, plan: Path, total: int) -> str:
+    """What a Ctrl-C left: what finished, what is open, and how to continue it."""
+    left = total - tally.rows
+    flying = len(tally.in_flight)
+    shown = ", ".join(tally.in_flight[:SHOWN_IN_FLIGHT])
+    more = f" and {flying - SHOWN_IN_FLIGHT} more" if flying > SHOWN_IN_FLIGHT else ""
+    open_part = (
+        f"{flying} of them under way (sent, or waiting for their turn), which the journal "
+        f"keeps open ({shown}{more}; `xferkit journal ls --unresolved` lists them)"
+        if flying
+        else "none of them under way"
+    )
+    return (
+        f"Interrupted: {tally.rows} of {total} rows finished (summary above); {left} not "
+        f"finished, {open_part}. Nothing runs twice: run `xferkit batch {plan}` again to "
+        "finish them all, or `xferkit resume` to settle only the ones already sent."
+    )
+
+
 async def _run(
-    reader: PlanReader, journal: Path, total: int, concurrency: int, *, as_json: bool
-) -> Tally:
-    """Stream the plan into ``transfer_many`` and count (and print) outcomes as they come."""
-    tally = Tally()
+    reader: PlanReader,
+    journal: Path,
+    total: int,
+    concurrency: int,
+    tally: Tally,
+    *,
+    as_json: bool,
+) -> None:
+    """Stream the plan into ``transfer_many`` and count (and print) outcomes as they come.
+
+    ``tally`` is the caller's, so that what finished is known after an interruption too.
+    """
     started = datetime.now(timezone.utc)
     # Rows sent but not yet reported, by key: at most about 2 x concurrency at any time.
     pending: dict[str, collections.deque[PlanRow]] = {}
@@ -193,7 +270,32 @@ async def _run(
             pending.setdefault(key, collections.deque()).append(row)
             yield row.request
 
-    with progress_bar(total=total) as progress:
+    # Retries of rows still in flight, by key, as the engine reports each attempt: the bar
+    # counts a retry when it is sent, not when its row finishes.
+    live: dict[str, int] = {}
+    sent = 0
+
+    def show() -> None:
+        progress.update(
+            task,
+            retries=tally.retries + sum(live.values()),
+            failed=tally.failed + tally.errors,
+            unknown=tally.unknown,
+            sent=sent,
+        )
+
+    def on_attempt(key: str, attempt: int) -> None:
+        nonlocal sent
+        if key in pending:
+            sent += 1
+            live[key] = max(live.get(key, 0), attempt - 1)
+            show()
+
+    with (
+        progress_bar(total=total) as progress,
+        listening(AttemptListener(on_attempt)),
+        _note_in_flight(tally, pending),
+    ):
         task = progress.task_ids[0]
         async with Client(*reader.venues.values(), journal=journal) as client:
             async for result in client.transfer_many(requests(), concurrency=concurrency):
@@ -209,17 +311,21 @@ async def _run(
                 outcome = Outcome.build(
                     key=key, spec=row.spec, result=result, intent=intent, started=started
                 )
+                live.pop(key, None)
                 tally.add(row.line, outcome)
                 if as_json:
                     _echo_line({"type": "outcome", "line": row.line, **outcome.to_json()})
-                progress.update(
-                    task,
-                    advance=1,
-                    retries=tally.retries,
-                    failed=tally.failed + tally.errors,
-                    unknown=tally.unknown,
-                )
-    return tally
+                progress.advance(task)
+                show()
+
+
+@contextlib.contextmanager
+def _note_in_flight(tally: Tally, pending: Mapping[str, object]) -> Iterator[None]:
+    """On the way out (Ctrl-C included), note the keys still in flight for the summary."""
+    try:
+        yield
+    finally:
+        tally.in_flight = sorted(pending)
 
 
 def _key_of(result: Receipt | Exception) -> str | None:
@@ -237,8 +343,13 @@ def _echo_line(value: object) -> None:
     click.echo(json.dumps(value, ensure_ascii=False))
 
 
-def _print_summary(tally: Tally, *, plan: Path, journal: Path, elapsed: float) -> None:
-    """The summary table, the rows that did not succeed, and a line that says the exit status."""
+def _print_summary(
+    tally: Tally, *, plan: Path, journal: Path, elapsed: float, final: bool = True
+) -> None:
+    """The summary table, the rows that did not succeed, and a line that says the exit status.
+
+    ``final=False`` (an interrupted run): no closing line, which would judge a partial run.
+    """
     console = make_console()
     table = Table(title=Text(f"batch {plan}"), title_justify="left", show_header=False)
     table.add_column("what")
@@ -264,7 +375,8 @@ def _print_summary(tally: Tally, *, plan: Path, journal: Path, elapsed: float) -
     console.print(table)
     if tally.problems:
         console.print(_problem_table(tally))
-    console.print(Text(_closing_line(tally)))
+    if final:  # an interrupted run ends with its own message instead (on stderr)
+        console.print(Text(_closing_line(tally)))
 
 
 def _problem_table(tally: Tally) -> Table:

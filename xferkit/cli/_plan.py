@@ -13,27 +13,28 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
 import attrs
 
-from ._cli_common import CliError
-from ._cli_venues import VENUE_NAMES, venue_env, venue_from_env
-from ._exceptions import InvalidRequestError
-from ._models import TransferRequest
-from ._validation import check_key
-from .venues._base import TransferSpec
-from .venues.htx import HTX
-from .venues.xt import XT
+from .._exceptions import InvalidRequestError
+from .._models import TransferRequest
+from .._validation import check_key
+from ..venues._base import TransferSpec
+from ..venues.htx import HTX
+from ..venues.xt import XT
+from ._common import CliError
+from ._venues import VENUE_NAMES, venue_env, venue_from_env
 
 __all__ = [
     "FORMATS",
     "OPTIONAL_FIELDS",
     "REQUIRED_FIELDS",
     "PlanError",
+    "PlanProblemsError",
     "PlanReader",
     "PlanRow",
     "plan_format",
@@ -54,6 +55,17 @@ class PlanError(CliError):
     def __init__(self, path: Path, line: int, message: str) -> None:
         super().__init__(f"{path}, line {line}: {message}")
         self.line = line
+
+
+class PlanProblemsError(CliError):
+    """The plan has bad rows, each already reported on its own line (exit status 2)."""
+
+    def __init__(self, path: Path, bad: int, *, stopped_at: int | None = None) -> None:
+        rows = "1 bad row" if bad == 1 else f"{bad} bad rows"
+        if stopped_at is not None:
+            rows += f" before line {stopped_at}, where the file cannot be read on"
+        super().__init__(f"{path}: {rows}; nothing was sent")
+        self.bad = bad
 
 
 def plan_format(path: Path, chosen: str | None) -> str:
@@ -89,44 +101,92 @@ class PlanReader:
         fmt: ``csv`` or ``jsonl``.
         base_urls: ``--xt-base-url`` / ``--htx-base-url`` by venue name (``None``: from the
             environment or the default).
+        rate_limits: ``--rate-limit`` by venue name: transfer requests per second, instead
+            of the venue's default.
     """
 
-    def __init__(self, path: Path, fmt: str, base_urls: Mapping[str, str | None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fmt: str,
+        base_urls: Mapping[str, str | None],
+        rate_limits: Mapping[str, float] | None = None,
+    ) -> None:
         self.path = path
         self.fmt = fmt
         self._base_urls = base_urls
+        self._rate_limits = dict(rate_limits or {})
+        self._unusable: set[str] = set()
         self.venues: dict[str, XT | HTX] = {}
 
-    def check(self) -> int:
-        """Check every row and return how many there are; raises `PlanError` at the first bad one.
+    def check(self, report: Callable[[PlanError], None]) -> int:
+        """Check every row, ``report`` each bad one, and return how many rows there are.
 
+        Every bad row is reported, not only the first, each as soon as it is found (so a long
+        plan's problems stream out and nothing piles up in memory); a problem with the file
+        itself (the header, broken CSV quoting, text that is not UTF-8) ends the check there.
         Also refuses a key used on two rows: the second row would silently be the first's
         transfer again (same parameters) or conflict with it (different ones).
+
+        Raises:
+            PlanProblemsError: after the last row, when any row was bad.
         """
         seen: set[int] = set()
-        count = 0
-        for row in self.rows():
-            count += 1
-            key = row.request.key
-            assert key is not None  # noqa: S101 - every row has a key
-            digest = hash(key)
-            if digest in seen:
-                first = self._first_line_of(key, before=row.line)
-                if first is not None:
-                    raise PlanError(
-                        self.path,
-                        row.line,
-                        f"key {key!r} is also used on line {first}; every transfer needs its "
-                        "own key (the same key is the same transfer)",
-                    )
-            seen.add(digest)
+        count = bad = 0
+        try:
+            for row in self._checked_rows():
+                count += 1
+                if isinstance(row, PlanError):
+                    bad += 1
+                    report(row)
+                    continue
+                if row is None:  # a venue without credentials, already reported
+                    continue
+                key = row.request.key
+                assert key is not None  # noqa: S101 - every row has a key
+                digest = hash(key)
+                if digest in seen:
+                    first = self._first_line_of(key, before=row.line)
+                    if first is not None:
+                        bad += 1
+                        report(
+                            PlanError(
+                                self.path,
+                                row.line,
+                                f"key {key!r} is also used on line {first}; every transfer "
+                                "needs its own key (the same key is the same transfer)",
+                            )
+                        )
+                seen.add(digest)
+        except PlanError as fatal:
+            if not bad:
+                raise  # the only problem: its own line says it all
+            report(fatal)
+            raise PlanProblemsError(self.path, bad, stopped_at=fatal.line) from None
+        if bad:
+            raise PlanProblemsError(self.path, bad)
         return count
 
     def rows(self) -> Iterator[PlanRow]:
         """Yield the plan's rows in order, each checked; raises `PlanError` at a bad one."""
+        for row in self._checked_rows():
+            if isinstance(row, PlanError):
+                raise row
+            if row is None:  # pragma: no cover - check() refused the plan already
+                raise PlanError(self.path, 0, "a venue has no credentials")
+            yield row
+
+    def _checked_rows(self) -> Iterator[PlanRow | PlanError | None]:
+        """Each row checked, or its problem; ``None`` for a row of a venue without credentials."""
         raw = _csv_rows(self.path) if self.fmt == "csv" else _json_rows(self.path)
         for line, fields in raw:
-            yield self._row(line, fields)
+            if isinstance(fields, PlanError):
+                yield fields
+                continue
+            try:
+                yield self._row(line, fields)
+            except PlanError as exc:
+                yield exc
 
     def _first_line_of(self, key: str, *, before: int) -> int | None:
         """The first line with ``key`` before line ``before``; ``None`` for a hash clash."""
@@ -134,11 +194,11 @@ class PlanReader:
         for line, fields in raw:
             if line >= before:
                 return None
-            if fields.get("key") == key:
+            if not isinstance(fields, PlanError) and fields.get("key") == key:
                 return line
         return None  # pragma: no cover - the file ends after line `before`
 
-    def _row(self, line: int, fields: RawRow) -> PlanRow:
+    def _row(self, line: int, fields: RawRow) -> PlanRow | None:
         def fail(message: str) -> PlanError:
             return PlanError(self.path, line, message)
 
@@ -168,6 +228,8 @@ class PlanReader:
         if isinstance(amount, bool) or not isinstance(amount, str | int | Decimal):
             raise fail(f"amount must be a decimal number or string, not {type(amount).__name__}")
         venue = self._venue(venue_name, line)
+        if venue is None:
+            return None
         try:
             key = check_key(key)
             spec = venue.validate(
@@ -192,12 +254,27 @@ class PlanReader:
         )
         return PlanRow(line=line, spec=spec, request=request)
 
-    def _venue(self, name: str, line: int) -> XT | HTX:
+    def _venue(self, name: str, line: int) -> XT | HTX | None:
+        """The venue, built from the environment at its first row.
+
+        Missing credentials are reported once, at that row (a `PlanError`); the venue's later
+        rows come back ``None`` (unchecked) rather than repeating the same message.
+        """
         venue = self.venues.get(name)
-        if venue is None:
-            purpose = f"the plan's transfers on {name} (from line {line})"
+        if venue is not None:
+            return venue
+        if name in self._unusable:
+            return None
+        purpose = f"the plan's transfers on {name} (from line {line})"
+        try:
             venue = venue_from_env(venue_env(name), self._base_urls.get(name), purpose=purpose)
-            self.venues[name] = venue
+        except CliError as exc:
+            self._unusable.add(name)
+            raise PlanError(self.path, line, exc.message) from None
+        rate = self._rate_limits.get(name)
+        if rate is not None:
+            venue = attrs.evolve(venue, rate_limit=rate)
+        self.venues[name] = venue
         return venue
 
 
@@ -206,7 +283,7 @@ def _open(path: Path) -> TextIO:
     return path.open(newline="", encoding="utf-8-sig")
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, RawRow]]:
+def _csv_rows(path: Path) -> Iterator[tuple[int, RawRow | PlanError]]:
     """Yield (line where the record starts, fields) per CSV record; blank lines are skipped."""
     with _open(path) as file:
         reader = csv.reader(file, strict=True)
@@ -241,9 +318,13 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, RawRow]]:
             if not any(cell.strip() for cell in record):
                 continue
             if len(record) != len(names):
-                raise PlanError(
-                    path, start, f"{len(record)} fields, but the header has {len(names)}"
+                yield (
+                    start,
+                    PlanError(
+                        path, start, f"{len(record)} fields, but the header has {len(names)}"
+                    ),
                 )
+                continue
             yield start, {name: cell.strip() for name, cell in zip(names, record, strict=True)}
 
 
@@ -256,7 +337,7 @@ def _next_record(path: Path, reader: Iterator[list[str]], line: int) -> list[str
         raise PlanError(path, line, "not UTF-8 text") from None
 
 
-def _json_rows(path: Path) -> Iterator[tuple[int, RawRow]]:
+def _json_rows(path: Path) -> Iterator[tuple[int, RawRow | PlanError]]:
     """Yield (line number, object) per non-blank line of a JSON-lines file."""
     with _open(path) as file:
         line = 0
@@ -273,17 +354,26 @@ def _json_rows(path: Path) -> Iterator[tuple[int, RawRow]]:
             try:
                 value = json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
             except ValueError as exc:
-                raise PlanError(path, line, f"not valid JSON: {exc}") from None
+                yield line, PlanError(path, line, f"not valid JSON: {exc}")
+                continue
             if not isinstance(value, dict):
-                raise PlanError(path, line, f"a JSON object per line, not {type(value).__name__}")
+                yield (
+                    line,
+                    PlanError(path, line, f"a JSON object per line, not {type(value).__name__}"),
+                )
+                continue
             unknown = [name for name in value if name not in FIELDS]
             if unknown:
-                raise PlanError(
-                    path,
+                yield (
                     line,
-                    f"unknown field {unknown[0]!r}; fields are {', '.join(REQUIRED_FIELDS)} "
-                    f"and optionally {', '.join(OPTIONAL_FIELDS)}",
+                    PlanError(
+                        path,
+                        line,
+                        f"unknown field {unknown[0]!r}; fields are {', '.join(REQUIRED_FIELDS)} "
+                        f"and optionally {', '.join(OPTIONAL_FIELDS)}",
+                    ),
                 )
+                continue
             yield line, value
 
 

@@ -1,4 +1,4 @@
-"""The live progress bar of ``batch`` and ``demo``: done/total, rate, ETA, retries, failures.
+"""The live progress bar of ``batch``, ``resume``, ``demo``: done/total, rate, ETA, retries.
 
 It draws on stderr, and only when stderr is a terminal: stdout stays for the summary (or the
 JSON lines of ``--json``), and a log file never fills with bar frames.
@@ -32,10 +32,11 @@ class RateColumn(ProgressColumn):
 
 
 def progress_bar(*, total: int | None, description: str = "transferring") -> Progress:
-    """A started-on-entry progress bar with one task, fields ``retries``, ``failed``, ``unknown``.
+    """A started-on-entry progress bar with one task.
 
-    Use as a context manager; update with ``progress.update(progress.task_ids[0], advance=1,
-    retries=..., failed=..., unknown=...)``.
+    Its fields: ``sent`` (transfer requests sent so far), ``retries`` (requests beyond each
+    transfer's first), ``failed`` and ``unknown``. Use as a context manager; update with
+    ``progress.update(progress.task_ids[0], advance=1, retries=..., ...)``.
     """
     console = Console(stderr=True)
     progress = Progress(
@@ -46,12 +47,12 @@ def progress_bar(*, total: int | None, description: str = "transferring") -> Pro
         TextColumn("ETA"),
         TimeRemainingColumn(),
         TextColumn(
-            "retries {task.fields[retries]}  failed {task.fields[failed]}  "
-            "unknown {task.fields[unknown]}"
+            "sent {task.fields[sent]}  retries {task.fields[retries]}  "
+            "failed {task.fields[failed]}  unknown {task.fields[unknown]}"
         ),
         TimeElapsedColumn(),
         console=console,
         disable=not console.is_terminal,
     )
-    progress.add_task(description, total=total, retries=0, failed=0, unknown=0)
+    progress.add_task(description, total=total, sent=0, retries=0, failed=0, unknown=0)
     return progress

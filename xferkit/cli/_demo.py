@@ -1,46 +1,25 @@
-"""The command line's commands (click and rich, from the ``cli`` extra)."""
+"""``xferkit demo``: a faulted rebalancing batch on the simulated venues, verified exactly once."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import click
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_batch import batch
-from ._cli_common import EXIT_UNRESOLVED, run_async
-from ._cli_format import echo_json, make_console
-from ._cli_journal import journal
-from ._cli_progress import progress_bar
-from ._cli_resume import resume
-from ._cli_settle import abandon, account, adopt, settle  # noqa: F401 - journal subcommands
-from ._cli_sim import sim
-from ._cli_transfer import transfer
-from ._demo import MAX_DEMO_TRANSFERS, DemoSummary, VenueSummary, run_demo
-from ._exceptions import TransferOutcomeUnknownError, VenueError
-from ._models import Receipt
+from .._demo import MAX_DEMO_TRANSFERS, DemoSummary, VenueSummary, run_demo
+from .._exceptions import TransferOutcomeUnknownError, VenueError
+from .._models import Receipt
+from ._common import EXIT_UNRESOLVED, run_async
+from ._format import echo_json, make_console
+from ._logging import AttemptListener, listening, verbosity_options
+from ._progress import progress_bar
+
+__all__ = ["demo"]
 
 
-@click.group()
-@click.version_option(package_name="xferkit")
-def app() -> None:
-    """Exactly-once transfers between your own accounts on crypto venues.
-
-    Exit status: 0 done, 1 not done (refused, unknown or unresolved; or a key is unknown),
-    2 could not run.
-    """
-
-
-app.add_command(transfer)
-app.add_command(batch)
-app.add_command(journal)
-app.add_command(resume)
-app.add_command(sim)
-
-
-@app.command()
+@click.command("demo")
 @click.option(
     "--transfers",
     type=click.IntRange(1, MAX_DEMO_TRANSFERS),
@@ -64,6 +43,7 @@ app.add_command(sim)
 )
 @click.option("--seed", default=2026, show_default=True, help="Seed of the plan and the faults.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as a JSON object.")
+@verbosity_options
 def demo(transfers: int, concurrency: int, fault_rate: float, seed: int, as_json: bool) -> None:
     """Run a faulted rebalancing batch across simulated XT and HTX and verify it exactly once.
 
@@ -78,30 +58,36 @@ def demo(transfers: int, concurrency: int, fault_rate: float, seed: int, as_json
                 f"{concurrency} at a time, {fault_rate:.0%} of transfer requests faulted"
             )
         )
-    counts = {"retries": 0, "failed": 0, "unknown": 0}
+    counts = {"sent": 0, "retries": 0, "failed": 0, "unknown": 0}
     with progress_bar(total=transfers) as progress:
         task = progress.task_ids[0]
 
-        def advance(outcome: Receipt | Exception) -> None:
-            if isinstance(outcome, Receipt):
-                counts["retries"] += max(outcome.attempts - 1, 0)
-            elif isinstance(outcome, TransferOutcomeUnknownError):
-                counts["unknown"] += 1
-            elif isinstance(outcome, VenueError):
-                counts["failed"] += 1
+        def show(advance: int = 0) -> None:
             progress.update(
                 task,
-                advance=1,
+                advance=advance,
+                sent=counts["sent"],
                 retries=counts["retries"],
                 failed=counts["failed"],
                 unknown=counts["unknown"],
             )
 
-        # Faults are the point here: the engine's warnings about them (a retry budget spent,
-        # an outcome left unknown) would bury the progress bar. The summary reports them all.
-        quiet = logging.NullHandler()
-        logging.getLogger("xferkit").addHandler(quiet)
-        try:
+        def on_attempt(key: str, attempt: int) -> None:
+            # Live, as each request is sent (the batch's, then resume()'s).
+            counts["sent"] += 1
+            counts["retries"] += attempt > 1
+            show()
+
+        def advance(outcome: Receipt | Exception) -> None:
+            if isinstance(outcome, TransferOutcomeUnknownError):
+                counts["unknown"] += 1
+            elif isinstance(outcome, VenueError):
+                counts["failed"] += 1
+            show(advance=1)
+
+        # Faults are the point here: the engine's warnings about them stay off the terminal
+        # (the CLI is quiet unless -v), and the summary reports them all.
+        with listening(AttemptListener(on_attempt)):
             summary = run_async(
                 lambda: run_demo(
                     transfers=transfers,
@@ -111,8 +97,6 @@ def demo(transfers: int, concurrency: int, fault_rate: float, seed: int, as_json
                     on_progress=advance,
                 )
             )
-        finally:
-            logging.getLogger("xferkit").removeHandler(quiet)
     if as_json:
         echo_json(summary.to_json())
     else:

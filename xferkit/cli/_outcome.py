@@ -17,12 +17,12 @@ from datetime import datetime
 
 import attrs
 
-from ._cli_format import error_json, iso_utc
-from ._exceptions import TransferOutcomeUnknownError, VenueError
-from ._models import Receipt, TransferStatus
-from ._validation import amount_text
-from .journal import Intent, StoredError
-from .venues._base import TransferSpec
+from .._exceptions import TransferOutcomeUnknownError, VenueError
+from .._models import Receipt, TransferStatus
+from .._validation import amount_text
+from ..journal import Intent, StoredError
+from ..venues._base import TransferSpec
+from ._format import error_json, iso_utc
 
 __all__ = ["ERROR", "FAILED", "SUCCEEDED", "UNKNOWN", "Outcome"]
 

@@ -6,18 +6,27 @@ lists and shell history. Messages name variables, never their values.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
 import attrs
 import click
 
-from ._cli_common import CliError
-from ._exceptions import InvalidRequestError
-from .venues.htx import HTX
-from .venues.xt import XT
+from .._exceptions import InvalidRequestError
+from ..venues.htx import HTX
+from ..venues.xt import XT
+from ._common import CliError
 
-__all__ = ["VENUE_ENV", "VENUE_NAMES", "VenueEnv", "check_base_url", "venue_env", "venue_from_env"]
+__all__ = [
+    "VENUE_ENV",
+    "VENUE_NAMES",
+    "VenueEnv",
+    "check_base_url",
+    "parse_rate_limits",
+    "venue_env",
+    "venue_from_env",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -95,3 +104,31 @@ def check_base_url(ctx: click.Context, param: click.Parameter, value: str | None
     if value is not None and not value.startswith(("http://", "https://")):
         raise click.BadParameter(f"{value!r} must start with http:// or https://", ctx, param)
     return value
+
+
+def parse_rate_limits(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, float]:
+    """``--rate-limit VENUE=N`` callback: a known venue, a positive finite rate, once each."""
+    limits: dict[str, float] = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in VENUE_NAMES:
+            raise click.BadParameter(
+                f"{value!r} is not VENUE=N with VENUE one of {', '.join(VENUE_NAMES)}", ctx, param
+            )
+        try:
+            rate = float(number)
+        except ValueError:
+            rate = math.nan
+        if not math.isfinite(rate) or rate <= 0:
+            raise click.BadParameter(
+                f"{value!r}: the rate must be a positive number of requests per second",
+                ctx,
+                param,
+            )
+        if name in limits:
+            raise click.BadParameter(f"{name} is given twice", ctx, param)
+        limits[name] = rate
+    return limits

@@ -15,7 +15,11 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ._cli_common import (
+from .._models import TransferStatus
+from .._validation import amount_text
+from ..journal import Intent
+from ..venues._base import TransferSpec
+from ._common import (
     UNRESOLVED,
     NotFoundError,
     existing_journal,
@@ -23,7 +27,7 @@ from ._cli_common import (
     require_journal,
     run_async,
 )
-from ._cli_format import (
+from ._format import (
     TransferRow,
     echo_json,
     intent_json,
@@ -35,10 +39,6 @@ from ._cli_format import (
     transfer_table,
     unresolved_count,
 )
-from ._models import TransferStatus
-from ._validation import amount_text
-from .journal import Intent
-from .venues._base import TransferSpec
 
 __all__ = [
     "MIN_RETENTION",

@@ -12,13 +12,13 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ._cli_common import CliError, existing_journal, journal_option, run_async
-from ._cli_format import echo_json, intent_json, make_console, status_text
-from ._cli_journal import WHICH_ACCOUNT, WHICH_VENUE, journal, journal_path_of, one_intent
-from ._cli_venues import VENUE_NAMES, venue_env, venue_from_env
-from ._models import TransferStatus
-from ._settle import abandon_intent, default_settler, settle_intent
-from .journal import LEGACY_ACCOUNT, Intent, IntentId
+from .._models import TransferStatus
+from .._settle import abandon_intent, default_settler, settle_intent
+from ..journal import LEGACY_ACCOUNT, Intent, IntentId
+from ._common import CliError, existing_journal, journal_option, run_async
+from ._format import echo_json, intent_json, make_console, status_text
+from ._journal import WHICH_ACCOUNT, WHICH_VENUE, journal, journal_path_of, one_intent
+from ._venues import VENUE_NAMES, venue_env, venue_from_env
 
 __all__ = ["abandon", "account", "adopt", "settle"]
 
