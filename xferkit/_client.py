@@ -47,12 +47,13 @@ from .journal import (
     SqliteJournal,
     SweepJournal,
 )
+from .observe import Emitter, Observer
 from .settlement.sweep import SweepSlot, enter_slot
 from .venues._base import Venue
 
 __all__ = ["DEFAULT_TIMEOUT", "Client"]
 
-_log = logging.getLogger("xferkit")
+_log = logging.getLogger("xferkit.client")
 
 DEFAULT_TIMEOUT = 10.0
 JOURNAL_ENV = "XFERKIT_JOURNAL"
@@ -164,6 +165,9 @@ class Client:
         transport: what runs under httpx when xferkit builds the HTTP client: ``"auto"``
             (aiohttp-backed when the ``fast`` extra is installed and asyncio runs, else
             httpx's own), ``"httpx"`` or ``"aiohttp"``.
+        observers: called with each `xferkit.observe` event (attempts, transfers, ledger
+            lookups, limiter waits, journal writes), e.g.
+            `xferkit.otel.OpenTelemetryObserver`; one that raises never disturbs a transfer.
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class Client:
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         retry_budget: RetryBudget | _Default | None = _Default.BUDGET,
         transport: Backend = "auto",
+        observers: Iterable[Observer] = (),
     ) -> None:
         if not venues:
             raise InvalidRequestError("pass at least one venue, e.g. Client(XT(key, secret))")
@@ -217,6 +222,7 @@ class Client:
         self._rng = rng or random.Random()
         self._lease_seconds = lease_seconds
         self._budget = RetryBudget() if retry_budget is _Default.BUDGET else retry_budget
+        self._emitter = Emitter(observers)
         self._state = _State.UNOPENED
         self._transport: Transport | None = None
         self._engine: Engine | None = None
@@ -257,6 +263,7 @@ class Client:
             timeout=self._timeout,
             lease_seconds=self._lease_seconds,
             budget=self._budget,
+            emitter=self._emitter,
         )
         for name, venue in self._venues.items():
             self._runtimes[name] = VenueRuntime(

@@ -19,7 +19,7 @@ from .venues._base import AmbiguityPolicy, TransferSpec, Venue
 
 __all__ = ["Exhausted", "Progress", "VenueRuntime", "reconciles", "sync_clock", "utc"]
 
-_log = logging.getLogger("xferkit")
+_log = logging.getLogger("xferkit.engine")
 
 
 @attrs.define

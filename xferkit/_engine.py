@@ -15,13 +15,15 @@ The order is the safety argument (design.md §2)::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
 import random
 import socket
 import uuid
-from typing import NoReturn
+from collections.abc import Coroutine, Iterator
+from typing import Any, NoReturn
 
 import anyio
 import attrs
@@ -34,10 +36,11 @@ from ._exceptions import (
     JournalError,
     RateLimitError,
     TransferOutcomeUnknownError,
+    VenueError,
     VenueUnavailableError,
 )
 from ._models import Receipt, TransferStatus
-from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Succeeded
+from ._outcomes import Ambiguous, Duplicate, NotProcessed, Outcome, Succeeded, outcome_class
 from ._retry import RetryBudget, RetryPolicy, backoff_wait, deadline_stop
 from ._transport import SendError, Transport
 from ._verdicts import (
@@ -48,16 +51,24 @@ from ._verdicts import (
     receipt_from_intent,
 )
 from .journal._base import Intent, IntentId, Journal, LeaseLostError, StoredError, SweepJournal
+from .observe import AttemptFinished, Emitter, JournalWritten, LimiterWaited, TransferFinished
 from .settlement.drive import LedgerDrive
 from .settlement.sweep import hold_gate
 from .venues._base import AmbiguityPolicy, TransferSpec, fingerprint
 
 __all__ = ["Engine", "VenueRuntime"]
 
-_log = logging.getLogger("xferkit")
+_log = logging.getLogger("xferkit.engine")
 
 DEFAULT_LEASE_SECONDS = 60.0
 _UNRESOLVED = (TransferStatus.IN_FLIGHT, TransferStatus.UNKNOWN)  # may have been sent
+_ATTEMPT_WORDS = {
+    "success": "succeeded",
+    "duplicate": "was answered as a duplicate",
+    "rejected": "was refused",
+    "not_processed": "was not processed",
+    "ambiguous": "may or may not have executed",
+}
 _WAIT_POLL_MAX = 1.0  # longest pause between journal reads while another worker drives a key
 
 
@@ -128,6 +139,7 @@ class Engine:
         timeout: float,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         budget: RetryBudget | None = None,
+        emitter: Emitter | None = None,
     ) -> None:
         self._journal = journal
         # Checked once: a journal that can take an intent and record its attempt in one write.
@@ -143,7 +155,9 @@ class Engine:
         self._drives = itertools.count(1)
         self._driving: dict[IntentId, anyio.Event] = {}
         self._drive_deadlines: dict[IntentId, float | None] = {}  # deadline_at of each drive above
+        self._emitter = emitter or Emitter()
         self._ledger = LedgerDrive(
+            emitter=self._emitter,
             journal=journal,
             transport=transport,
             clock=clock,
@@ -191,9 +205,65 @@ class Engine:
             first_sent_at=now if first_attempt else None,
             last_sent_at=now if first_attempt else None,
         )
-        return await self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
+        drive = self._claim_and_drive(runtime, intent, spec, self._deadline_at(deadline))
+        receipt = await self._observed("transfer", intent, drive)
+        assert receipt is not None  # noqa: S101 - a transfer call always ends with a receipt
+        return receipt
 
     async def resume(
+        self,
+        runtime: VenueRuntime,
+        intent: Intent,
+        deadline_at: float | None,
+        *,
+        gate: anyio.Semaphore | None = None,
+    ) -> Receipt | None:
+        """Drive a stored unfinished intent; ``None`` if another worker holds its lease
+        (`_resume`)."""
+        return await self._observed(
+            "resume", intent, self._resume(runtime, intent, deadline_at, gate=gate)
+        )
+
+    async def _observed(
+        self, operation: str, intent: Intent, drive: Coroutine[Any, Any, Receipt | None]
+    ) -> Receipt | None:
+        """Await ``drive``, reporting how it ended to the observers (`xferkit.observe`)."""
+        if not self._emitter:
+            return await drive
+        started = self._clock.time()
+        status: TransferStatus | None = None
+        attempts, replayed, error = intent.attempts, False, None
+        try:
+            receipt = await drive
+        except VenueError as exc:
+            status, error = TransferStatus.FAILED, type(exc).__name__
+            raise
+        except TransferOutcomeUnknownError as exc:
+            status, error = TransferStatus.UNKNOWN, type(exc).__name__
+            raise
+        except BaseException as exc:
+            error = type(exc).__name__
+            raise
+        else:
+            if receipt is not None:
+                status, attempts, replayed = receipt.status, receipt.attempts, receipt.replayed
+            return receipt
+        finally:
+            self._emitter.emit(
+                TransferFinished(
+                    venue=intent.venue,
+                    key=intent.key,
+                    operation=operation,
+                    status=status,
+                    attempts=attempts,
+                    replayed=replayed,
+                    started_at=started,
+                    finished_at=self._clock.time(),
+                    error=error,
+                )
+            )
+
+    async def _resume(
         self,
         runtime: VenueRuntime,
         intent: Intent,
@@ -217,7 +287,8 @@ class Engine:
                 runtime, taken, owner, deadline_at, listed=intent, gate=gate
             )
         async with hold_gate(gate):
-            with anyio.CancelScope(shield=True):  # as in _claim_and_drive
+            # Shielded as in _claim_and_drive.
+            with anyio.CancelScope(shield=True), self._journal_timer("claim"):
                 claim = await self._journal.claim(
                     intent, owner=owner, lease_seconds=self._lease_seconds
                 )
@@ -293,7 +364,7 @@ class Engine:
             owner = self._new_owner()
             # Shielded: a cancellation landing mid-claim must not leave a lease held (and
             # every other caller of this key waiting) until it expires. _drive frees it.
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), self._journal_timer("claim"):
                 claim = await self._journal.claim(
                     intent, owner=owner, lease_seconds=self._lease_seconds
                 )
@@ -589,11 +660,12 @@ class Engine:
                 last_sent_at=now,
                 attempts_end_venue_ms=self._before_send(runtime, intent),
             )
-            await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
+            with self._journal_timer("save"):
+                await self._journal.save(intent, owner=owner, lease_seconds=self._lease_seconds)
             saved_at = self._clock.monotonic()
         # The limiter comes after the write, right before the send: a journal write of varying
         # length between a granted slot and the wire would bunch requests at the venue.
-        if not await runtime.limiter.acquire(deadline_at):
+        if not await self._slot(runtime, deadline_at):
             # No slot before the deadline: not sent, and the journal must not say it was.
             progress.intent = before
             if claimed:
@@ -616,6 +688,7 @@ class Engine:
         progress.attempt_ended_at = progress.attempt_ended_venue_ms = None  # on the wire
         clock_generation = runtime.server_clock.generation
         request = venue.transfer_request(progress.intent.body, runtime.server_clock.timestamp_ms())
+        started = self._clock.time()
         try:
             response = await self._transport.send(
                 request, timeout=self._attempt_timeout(deadline_at)
@@ -637,12 +710,36 @@ class Engine:
             pause = venue.quota_pause(response)
             if pause is not None:
                 runtime.limiter.pause_until(pause, cap=self._policy.max_retry_after)
-        self._log_attempt(progress.intent, outcome)
+        self._report_attempt(progress.intent, outcome, started)
         if isinstance(outcome, NotProcessed) and outcome.resync_clock:
             await sync_clock(runtime, seen_generation=clock_generation)
         elif isinstance(outcome, Ambiguous):
             progress.maybe_executed = True
         return outcome
+
+    async def _slot(self, runtime: VenueRuntime, deadline_at: float | None) -> bool:
+        """Wait for the venue's rate limiter; ``False`` if it has no slot before the deadline."""
+        waited_from = self._clock.monotonic()
+        granted = await runtime.limiter.acquire(deadline_at)
+        if self._emitter:
+            seconds = self._clock.monotonic() - waited_from
+            self._emitter.emit(LimiterWaited(venue=runtime.venue.name, seconds=seconds))
+        return granted
+
+    def _report_attempt(self, intent: Intent, outcome: Outcome, started: float) -> None:
+        """Log an attempt's outcome and hand it to the observers."""
+        self._log_attempt(intent, outcome)
+        if self._emitter:
+            self._emitter.emit(
+                AttemptFinished(
+                    venue=intent.venue,
+                    key=intent.key,
+                    attempt=intent.attempts,
+                    outcome=outcome_class(outcome),
+                    started_at=started,
+                    finished_at=self._clock.time(),
+                )
+            )
 
     def _attempt_timeout(self, deadline_at: float | None) -> float:
         if deadline_at is None:
@@ -747,7 +844,8 @@ class Engine:
         """
         with anyio.CancelScope(shield=True):
             try:
-                await self._journal.save(intent, owner=owner, lease_seconds=None)
+                with self._journal_timer("record"):
+                    await self._journal.save(intent, owner=owner, lease_seconds=None)
             except LeaseLostError:
                 if adopt:
                     raise
@@ -763,6 +861,18 @@ class Engine:
                 return False
         self._log_state(intent)
         return True
+
+    @contextlib.contextmanager
+    def _journal_timer(self, operation: str) -> Iterator[None]:
+        """Report how long the journal write inside took (`xferkit.observe.JournalWritten`)."""
+        began = self._clock.monotonic()
+        try:
+            yield
+        finally:
+            if self._emitter:
+                self._emitter.emit(
+                    JournalWritten(operation=operation, seconds=self._clock.monotonic() - began)
+                )
 
     # -- logging ----------------------------------------------------------------------------
 
@@ -784,7 +894,7 @@ class Engine:
     @staticmethod
     def _log_attempt(intent: Intent, outcome: Outcome) -> None:
         if _log.isEnabledFor(logging.INFO):
-            kind = type(outcome).__name__.lower()
+            kind = outcome_class(outcome)
             detail = getattr(outcome, "reason", None) or getattr(
                 getattr(outcome, "error", None), "code", None
             )
@@ -793,7 +903,7 @@ class Engine:
                 intent.key,
                 intent.venue,
                 intent.attempts,
-                kind,
+                _ATTEMPT_WORDS[kind],
                 f" ({detail})" if detail else "",
                 extra={
                     "xferkit_key": intent.key,

@@ -10,7 +10,15 @@ import attrs
 
 from ._exceptions import VenueError
 
-__all__ = ["Ambiguous", "Duplicate", "NotProcessed", "Outcome", "Rejected", "Succeeded"]
+__all__ = [
+    "Ambiguous",
+    "Duplicate",
+    "NotProcessed",
+    "Outcome",
+    "Rejected",
+    "Succeeded",
+    "outcome_class",
+]
 
 
 @attrs.frozen
@@ -67,3 +75,17 @@ class Duplicate:
 
 
 Outcome = Succeeded | Rejected | NotProcessed | Ambiguous | Duplicate
+
+
+def outcome_class(outcome: Outcome) -> str:
+    """The outcome's class as logs and observers name it: ``success``, ``duplicate``,
+    ``rejected``, ``not_processed`` or ``ambiguous``."""
+    if isinstance(outcome, Succeeded):
+        return "success"
+    if isinstance(outcome, Duplicate):
+        return "duplicate"
+    if isinstance(outcome, Rejected):
+        return "rejected"
+    if isinstance(outcome, NotProcessed):
+        return "not_processed"
+    return "ambiguous"

@@ -49,7 +49,7 @@ __all__ = [
     "Transport",
 ]
 
-_log = logging.getLogger("xferkit")
+_log = logging.getLogger("xferkit.transport")
 
 HttpClient = httpx.AsyncClient
 """The HTTP client type callers may pass as ``Client(http_client=...)``."""

@@ -21,18 +21,31 @@ from .._models import TransferStatus
 from .._outcomes import Ambiguous, Outcome, Succeeded
 from .._transport import Transport
 from ..journal._base import Intent, Journal
+from ..observe import Emitter, Reconciled
 from ..venues._base import LedgerVenue
-from .ledger import Found, Reconciler, Unclear
+from .ledger import Absent, Found, Reconciler, Unclear
 from .movements import free as free_turn
 from .movements import take_turn
 from .windows import before_send, legacy_bound, local_time, on_stop
 
 __all__ = ["LedgerDrive", "Send"]
 
-_log = logging.getLogger("xferkit")
+_log = logging.getLogger("xferkit.settlement")
 
 Send = Callable[[VenueRuntime, Progress, str, "float | None"], Awaitable["Outcome | Exhausted"]]
 """The engine's attempts (`Engine._attempts`): send until one settles or the policy runs out."""
+
+
+_RESULTS: dict[type, str] = {Found: "found", Absent: "absent", Unclear: "unclear"}
+
+
+def _words(found: Found | Absent | Unclear) -> str:
+    """What a ledger lookup found, as a log line says it."""
+    if isinstance(found, Found):
+        return f"found in the ledger (row {found.ledger_id}): it executed"
+    if isinstance(found, Absent):
+        return "not in the ledger after the settle window: it did not execute"
+    return f"the ledger cannot tell yet: {found.reason}"
 
 
 class LedgerDrive:
@@ -41,6 +54,7 @@ class LedgerDrive:
     def __init__(
         self,
         *,
+        emitter: Emitter,
         journal: Journal,
         transport: Transport,
         clock: Clock,
@@ -49,6 +63,7 @@ class LedgerDrive:
         max_attempts: int,
         send: Send,
     ) -> None:
+        self._emitter = emitter
         self._journal = journal
         self._clock = clock
         self._timeout = timeout
@@ -114,9 +129,18 @@ class LedgerDrive:
                     deadline_at=deadline_at,
                     attempt_ended_at=ended_at,
                 )
+                result = _RESULTS[type(found)]
                 _log.info(
-                    "transfer %s on %s: reconciled: %s", progress.intent.key, venue.name, found
+                    "transfer %s on %s: %s",
+                    progress.intent.key,
+                    venue.name,
+                    _words(found),
+                    extra={"xferkit_key": progress.intent.key, "venue": venue.name},
                 )
+                if self._emitter:
+                    self._emitter.emit(
+                        Reconciled(venue=venue.name, key=progress.intent.key, result=result)
+                    )
                 if isinstance(found, Found):
                     progress.intent = attrs.evolve(progress.intent, ledger_ref=found.ledger_id)
                     return Succeeded(found.ledger_id)

@@ -25,7 +25,7 @@ from ..journal._base import Intent, IntentId, Journal, lease_available
 
 __all__ = ["free", "take_turn"]
 
-_log = logging.getLogger("xferkit")
+_log = logging.getLogger("xferkit.settlement")
 
 POLL_MAX = 1.0  # longest pause between two tries while an identical intent is unresolved
 
