@@ -18,7 +18,16 @@ import httpx
 import pytest
 from anyio.from_thread import start_blocking_portal
 
-from xferkit.testing import FakeHTX, FakeTransport, FakeXT, LoopbackServer, VirtualClock, serve
+from xferkit.testing import (
+    FakeHTX,
+    FakeTransport,
+    FakeXT,
+    Fault,
+    FaultPlan,
+    LoopbackServer,
+    VirtualClock,
+    serve,
+)
 from xferkit.testing._htx import ACCESS_KEY_FAILURE, TIME_FAILURE, TIME_FAILURE_CHINESE
 from xferkit.testing._xt import ALGORITHMS, xt_signature
 from xferkit.venues.htx import HTX
@@ -503,3 +512,28 @@ async def test_htx_ledger_transfer_type_spellings(
     [row] = (await venues.htx_caller().ledger())["data"]
     assert row["transferType"] == spelling
     assert row["transactAmt"] == (10 if target == "spot" else -10)
+
+
+async def test_htx_transient_failure_after_commit(venues: Venues) -> None:
+    """The timed-out fault answers 1321 "Transfer failed. Please try again later" after the
+    transfer really executed (ambiguous on HTX)."""
+    plan = FaultPlan()
+    plan.force(Fault.TIMEOUT_CODE_AFTER)
+    venues.htx.faults = plan
+    answer = (await venues.htx_caller().transfer(htx_body())).json()
+    assert answer == {
+        "code": 1321,
+        "data": None,
+        "message": "Transfer failed. Please try again later",
+        "success": False,
+    }
+    assert len(venues.htx.audit) == 1
+
+
+async def test_xt_timed_out_code_after_commit(venues: Venues) -> None:
+    """The timed-out fault answers XT's TRANSFER_007 with ``ma: []`` after executing."""
+    plan = FaultPlan()
+    plan.force(Fault.TIMEOUT_CODE_AFTER)
+    venues.xt.faults = plan
+    assert await venues.xt_send() == {"rc": 1, "mc": "TRANSFER_007", "ma": [], "result": None}
+    assert len(venues.xt.audit) == 1
