@@ -39,8 +39,8 @@ from ..venues.htx import (
     format_timestamp,
     sign,
 )
-from ._faults import Fault, FaultPlan, after_processing, before_processing
-from ._sim import Execution, Refuse, SimAction, SimRequest, SimResponse
+from ._faults import Fault, FaultPlan
+from ._sim import Execution, SimAction, SimRequest, SimResponse
 from ._venue import MONEY, SimulatedVenue, plain_decimal
 
 __all__ = [
@@ -361,20 +361,14 @@ class FakeHTX(SimulatedVenue):
             return SimResponse.text(404, "Not Found")
 
     def _transfer_endpoint(self, request: SimRequest) -> SimAction:
-        plan = self.faults
-        fault = plan.next_fault() if plan is not None else None
-        early = before_processing(fault)
-        if isinstance(early, Refuse):
-            return early
-        self._record(request, fault)
+        fault, early = self._strike(request)
         if early is not None:
             return early
         if self.rate_limit is not None:
             refused = self._throttle(self.rate_limit)
             if refused is not None:
                 return refused
-        if plan is not None and fault is Fault.CLOCK_SKEW:
-            self.skew_ms += plan.skew_ms
+        if self._skewed(fault):
             return _gateway_error(_Gateway("api-signature-not-valid", self.time_failure))
         if request.path == FUTURES_TRANSFER_PATH:
             answer = self._answer_futures_transfer(request)
@@ -384,7 +378,7 @@ class FakeHTX(SimulatedVenue):
             return self._transfer_answer(
                 CODE_TIMED_OUT, None, MESSAGES[CODE_TIMED_OUT], success=False
             )
-        return answer if plan is None else after_processing(plan, fault, answer)
+        return self._after(fault, answer)
 
     def _throttle(self, rate_limit: float) -> SimResponse | None:
         """Admit a transfer request within ``rate_limit`` per sliding second, else a 429."""

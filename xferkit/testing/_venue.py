@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from .._clock import SYSTEM_CLOCK, Clock
-from ._faults import Fault, FaultPlan
-from ._sim import Execution, ReceivedRequest, SimRequest
+from ._faults import Fault, FaultPlan, after_processing, before_processing
+from ._sim import Execution, ReceivedRequest, Refuse, SimAction, SimRequest, SimResponse
 
 __all__ = ["MONEY", "SimulatedVenue", "initial_balances", "plain_decimal"]
 
@@ -110,6 +110,29 @@ class SimulatedVenue:
             request=request, clock_time=self._clock.time(), real_time=time.time(), fault=fault
         )
         self._requests.append(received)
+
+    def _strike(self, request: SimRequest) -> tuple[Fault | None, SimAction | None]:
+        """Draw a transfer request's fault and record the request unless it never arrived.
+
+        Returns the fault and, when the fault decides the answer before any processing (a
+        refused or dropped connection, a 5xx, a 429...), that answer.
+        """
+        fault = self.faults.next_fault() if self.faults is not None else None
+        early = before_processing(fault)
+        if not isinstance(early, Refuse):
+            self._record(request, fault)
+        return fault, early
+
+    def _skewed(self, fault: Fault | None) -> bool:
+        """Whether ``fault`` is clock skew; if so the venue's clock jumps by the plan's skew."""
+        if self.faults is None or fault is not Fault.CLOCK_SKEW:
+            return False
+        self.skew_ms += self.faults.skew_ms
+        return True
+
+    def _after(self, fault: Fault | None, answer: SimResponse) -> SimAction:
+        """The answer as a fault that strikes after processing leaves it (lost, 5xx, slow)."""
+        return answer if self.faults is None else after_processing(self.faults, fault, answer)
 
     def _move(
         self,

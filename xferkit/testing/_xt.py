@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl
 from .._clock import SYSTEM_CLOCK, Clock
 from .._validation import MAX_AMOUNT_CHARS
 from ..venues.xt import ACCOUNTS, TIME_PATH, TRANSFER_PATH
-from ._faults import Fault, FaultPlan, after_processing, before_processing
-from ._sim import Execution, Refuse, SimAction, SimRequest, SimResponse
+from ._faults import Fault, FaultPlan
+from ._sim import Execution, SimAction, SimRequest, SimResponse
 from ._venue import SimulatedVenue, plain_decimal
 
 __all__ = [
@@ -204,24 +204,18 @@ class FakeXT(SimulatedVenue):
             return SimResponse.text(404, "Not Found")
 
     def _transfer_endpoint(self, request: SimRequest) -> SimAction:
-        plan = self.faults
-        fault = plan.next_fault() if plan is not None else None
-        early = before_processing(fault)
-        if isinstance(early, Refuse):
-            return early
-        self._record(request, fault)
+        fault, early = self._strike(request)
         if early is not None:
             return early
         if self._refusals and fault is None:
             code, args = self._refusals.pop(0)
             return _error(code, args)
-        if plan is not None and fault is Fault.CLOCK_SKEW:
-            self.skew_ms += plan.skew_ms
+        if self._skewed(fault):
             return _error("AUTH_105")
         answer = _answer(self._transfer, request)
         if fault is Fault.TIMEOUT_CODE_AFTER:
             return _error("TRANSFER_007")
-        return answer if plan is None else after_processing(plan, fault, answer)
+        return self._after(fault, answer)
 
     def _transfer(self, request: SimRequest) -> SimResponse:
         self._authenticate(request)
