@@ -27,8 +27,6 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import parse_qsl
 
-import attrs
-
 from .._clock import SYSTEM_CLOCK, Clock
 from ..venues.htx import (
     ACCOUNTS,
@@ -40,6 +38,7 @@ from ..venues.htx import (
     sign,
 )
 from ._faults import Fault, FaultPlan
+from ._htx_ledger import HTXLedgerRow, LedgerRefusal, ledger_page
 from ._sim import Execution, SimAction, SimRequest, SimResponse
 from ._venue import MONEY, SimulatedVenue, plain_decimal
 
@@ -138,14 +137,6 @@ MESSAGES: Mapping[int, str] = {
     CODE_TIMED_OUT: "Transfer failed. Please try again later",
 }
 """The message HTX answers each transfer code with."""
-# The ledger's refusals, in its own shape ({"code", "message", "ok": false}).
-LEDGER_INVALID_VALUE = 2002
-LEDGER_NOT_YOURS = 1002
-
-LEDGER_DEFAULT_LIMIT = 100
-LEDGER_MAX_LIMIT = 500
-LEDGER_MAX_WINDOW_MS = 10 * 24 * 3600 * 1000
-LEDGER_MAX_AGE_MS = 180 * 24 * 3600 * 1000
 RATE_WINDOW_SECONDS = 1.0
 FUTURES_TRANSFER_PATH = "/v1/futures/transfer"
 """The older spot <-> futures endpoint ccxt uses (``type``: ``pro-to-futures``,
@@ -159,39 +150,6 @@ _BALANCE_PATH = re.compile(r"/v1/account/accounts/([0-9]+)/balance")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _ISOLATED_PAIR = re.compile(r"([a-z0-9]+)-([a-z0-9]+)")
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
-
-
-@attrs.frozen(kw_only=True)
-class HTXLedgerRow:
-    """One row of the fake's spot-account ledger (``GET /v2/account/ledger``).
-
-    ``transact_amt`` is positive into spot and negative out of it; times are the venue's clock.
-    """
-
-    account_id: int
-    currency: str
-    transact_amt: Decimal
-    transact_type: str
-    transfer_type: str
-    transact_id: int
-    transact_time: int
-    transferer: int
-    transferee: int
-
-    def to_wire(self) -> dict[str, object]:
-        """The row as the ledger endpoint serialises it (``transactAmt`` a JSON number)."""
-        return {
-            "accountId": self.account_id,
-            "currency": self.currency,
-            "transactAmt": self.transact_amt,
-            "transactType": self.transact_type,
-            "transferType": self.transfer_type,
-            "transactId": self.transact_id,
-            "transactTime": self.transact_time,
-            "transferer": self.transferer,
-            "transferee": self.transferee,
-        }
 
 
 class _Gateway(Exception):  # noqa: N818 - control flow inside the fake, never raised to users
@@ -547,41 +505,15 @@ class FakeHTX(SimulatedVenue):
         return _json(page)
 
     def _ledger_page(self, params: Mapping[str, str]) -> tuple[list[HTXLedgerRow], int | None]:
-        """Select one page, newest first; ``nextId`` only when more rows follow a full page."""
-        account = params.get("accountId") or str(self.spot_account_id)
-        if account != str(self.spot_account_id):
-            raise _Refused(LEDGER_NOT_YOURS, "the account does not belong to this user")
-        now_ms = self.server_time_ms()
-        limit = _query_int(params, "limit", LEDGER_DEFAULT_LIMIT)
-        if not 1 <= limit <= LEDGER_MAX_LIMIT:
-            raise _Refused(LEDGER_INVALID_VALUE, f"limit must be 1..{LEDGER_MAX_LIMIT}")
-        end_ms = _query_int(params, "endTime", now_ms)
-        start_ms = _query_int(params, "startTime", end_ms - LEDGER_MAX_WINDOW_MS)
-        if start_ms > now_ms:
-            raise _Refused(LEDGER_INVALID_VALUE, "value in startTime is later than now")
-        if end_ms < start_ms:
-            raise _Refused(LEDGER_INVALID_VALUE, "value in endTime is before startTime")
-        if end_ms - start_ms > LEDGER_MAX_WINDOW_MS:
-            raise _Refused(LEDGER_INVALID_VALUE, "the query window is longer than 10 days")
-        if start_ms < now_ms - LEDGER_MAX_AGE_MS:
-            raise _Refused(LEDGER_INVALID_VALUE, "value in startTime is older than 180 days")
-        currency = params.get("currency", "").lower()
-        kinds = set(filter(None, params.get("transactTypes", "").split(",")))
-        selected = [
-            row
-            for row in reversed(self._ledger)
-            if start_ms <= row.transact_time <= end_ms
-            and (not currency or row.currency == currency)
-            and (not kinds or row.transact_type in kinds)
-        ]
-        if params.get("fromId"):
-            from_id = _query_int(params, "fromId", 0)
-            start = next((i for i, r in enumerate(selected) if r.transact_id == from_id), None)
-            if start is None:
-                raise _Refused(LEDGER_INVALID_VALUE, "value in fromId is not found")
-            selected = selected[start:]
-        more = len(selected) > limit
-        return selected[:limit], selected[limit].transact_id if more else None
+        try:
+            return ledger_page(
+                self._ledger,
+                params,
+                now_ms=self.server_time_ms(),
+                spot_account_id=self.spot_account_id,
+            )
+        except LedgerRefusal as refused:
+            raise _Refused(refused.code, refused.message) from None
 
     def _authenticate(self, request: SimRequest) -> Mapping[str, str]:
         """Check the auth parameters, the clock window and the signature, in that order.
@@ -715,12 +647,3 @@ def _amount(value: object) -> Decimal:
     if -int(amount.as_tuple().exponent) > MAX_DECIMALS:
         raise _Refused(CODE_TOO_PRECISE)
     return amount
-
-
-def _query_int(params: Mapping[str, str], name: str, default: int) -> int:
-    text = params.get(name)
-    if text is None or text == "":
-        return default
-    if not _INTEGER.fullmatch(text):
-        raise _Refused(LEDGER_INVALID_VALUE, f"value in {name} is not an integer")
-    return int(text)
