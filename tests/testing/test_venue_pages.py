@@ -449,6 +449,7 @@ async def test_htx_clock_message_chinese_only(clock: VirtualClock) -> None:
 
 
 async def _transfers(venues: Venues, count: int) -> None:
+    """``count`` transfers out of spot of 1, 2, 3... usdt, one virtual second apart."""
     caller = venues.htx_caller()
     for n in range(1, count + 1):
         assert (await caller.transfer(htx_body(amount=str(n)))).json()["success"]
