@@ -18,6 +18,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def interop(session: nox.Session) -> None:
+    """ccxt's xt and htx clients against the simulated venues (tests_interop/)."""
+    session.install("-e", ".[interop]")
+    session.run("pytest", "tests_interop", *session.posargs, env={"CI": "true"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """Ruff lint and format check."""
     session.install("ruff")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -9,21 +10,26 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+
+from xferkit.venues.htx import HTX
+from xferkit.venues.xt import XT
 
 from .conftest import invoke, subprocess_env
 
 STARTUP_SECONDS = 20
 
 
-@pytest.fixture
-def sim_process() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
-    """`python -m xferkit sim` in a subprocess, and its output up to the "Serving" line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "xferkit", "sim"],
+@contextlib.contextmanager
+def running_sim(*args: str) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`python -m xferkit sim ARGS` in a subprocess, and its output up to the "Serving" line."""
+    process = subprocess.Popen(  # noqa: S603 - this interpreter, the test's own arguments
+        [sys.executable, "-m", "xferkit", "sim", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -48,6 +54,13 @@ def sim_process() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture
+def sim_process() -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`python -m xferkit sim` in a subprocess, and its output up to the "Serving" line."""
+    with running_sim() as running:
+        yield running
 
 
 def exports(lines: list[str]) -> dict[str, str]:
@@ -92,6 +105,35 @@ def test_sim_serves_both_venues_until_a_signal(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
+def test_sim_answers_as_chosen_duplicates_and_clock_message() -> None:
+    """`--xt-duplicate-code FUND_001 --htx-time-message chinese`: a reused bizId is FUND_001
+    and a clock 400 s off gets the older Chinese-only message."""
+    chosen = ("--xt-duplicate-code", "FUND_001", "--htx-time-message", "chinese")
+    with running_sim(*chosen) as (_, lines), httpx.Client() as http:
+        env = exports(lines)
+        xt = XT(
+            env["XFERKIT_XT_API_KEY"],
+            env["XFERKIT_XT_SECRET"],
+            base_url=env["XFERKIT_XT_BASE_URL"],
+        )
+        body = '{"bizId":"b1","from":"SPOT","to":"FINANCE","currency":"usdt","amount":"1"}'
+        answers = []
+        for _ in range(2):
+            request = xt.transfer_request(body, int(time.time() * 1000))
+            sent = http.post(request.url, headers=dict(request.headers), content=request.body)
+            answers.append(sent.json()["mc"])
+        assert answers == ["SUCCESS", "FUND_001"]
+        htx = HTX(
+            env["XFERKIT_HTX_ACCESS_KEY"],
+            env["XFERKIT_HTX_SECRET"],
+            base_url=env["XFERKIT_HTX_BASE_URL"],
+        )
+        request = htx.accounts_request(int(time.time() * 1000) - 400_000)
+        answer = http.get(request.url).json()
+    assert answer["err-msg"] == "Signature not valid: 无效的提交时间，或时间格式错误"  # noqa: RUF001
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -99,6 +141,8 @@ def test_sim_serves_both_venues_until_a_signal(
         (["--host", "192.168.1.10"], "not a loopback address"),
         (["--host", "example.com"], "not an IP address"),
         (["--fault-rate", "1.5"], "1.5"),
+        (["--xt-duplicate-code", "AUTH_001"], "AUTH_001"),
+        (["--htx-time-message", "french"], "french"),
     ],
 )
 def test_sim_refuses_what_it_cannot_serve(args: list[str], message: str) -> None:

@@ -131,6 +131,23 @@ async def test_not_processed_answers_are_resent_without_reconciling(
     assert not [r for r in fake_htx.requests if r.request.path == "/v2/account/ledger"]
 
 
+async def test_older_chinese_clock_message_resyncs_and_succeeds(
+    plan: FaultPlan, clock: VirtualClock, journal: Journal
+) -> None:
+    """A venue answering clock skew in the older Chinese-only wording gets a resync and a
+    re-signed resend, and the transfer succeeds instead of ending FAILED."""
+    fake = FakeHTX(
+        access_key=ACCESS_KEY, secret=SECRET, clock=clock, faults=plan, time_message="chinese"
+    )
+    plan.force(Fault.CLOCK_SKEW)
+    async with htx_client(fake, clock, journal) as client:
+        receipt = await client.transfer("htx", **args(), key="zh")
+    assert receipt.status is TransferStatus.SUCCEEDED
+    assert len(fake.audit) == 1
+    paths = [r.request.path for r in fake.requests]
+    assert "/v1/common/timestamp" in paths[paths.index("/v2/account/transfer") :]
+
+
 async def test_identical_intents_never_claim_one_ledger_row(
     fake_htx: FakeHTX, plan: FaultPlan, clock: VirtualClock, journal: Journal
 ) -> None:

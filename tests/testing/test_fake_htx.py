@@ -28,6 +28,7 @@ from xferkit.testing import (
     VirtualClock,
 )
 from xferkit.testing._htx import (
+    ACCESS_KEY_FAILURE,
     FIRST_TRANSACT_ID,
     FIRST_TRANSFER_ID,
     LEDGER_TRANSFER_TYPES,
@@ -295,35 +296,44 @@ def test_pairs_and_transfer_types_agree_with_the_client() -> None:
 async def test_unsupported_pair_is_refused(
     htx_caller: HTXCaller, fake_htx: FakeHTX, source: str, target: str
 ) -> None:
-    """A pair HTX does not move between is refused with 1305 and moves nothing."""
+    """from == to is refused with 10001, any other pair HTX does not move with 10002."""
     body = htx_caller.body(source=source, target=target)
-    assert refusal_code(await htx_caller.transfer(body)) == 1305
+    code = 10001 if source == target else 10002
+    assert refusal_code(await htx_caller.transfer(body)) == code
     assert fake_htx.audit == ()
 
 
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
-        ({"from": "margin"}, 1304),
-        ({"from": "SPOT"}, 1304),
-        ({"to": None}, 1303),
-        ({"currency": "doge"}, 1306),
-        ({"currency": 7}, 1306),
-        ({"amount": 0}, 1307),
-        ({"amount": "-1"}, 1307),
-        ({"amount": "1e2"}, 1307),
-        ({"amount": "abc"}, 1307),
-        ({"amount": True}, 1307),
-        ({"amount": None}, 1303),
-        ({"margin-account": None}, 1308),
-        ({"margin-account": "usdt"}, 1308),
-        ({"margin-account": "BTC/USDT"}, 1308),
+        ({"from": "margin"}, 1315),
+        ({"from": "SPOT"}, 1315),
+        ({"to": "Linear-Swap"}, 1315),
+        ({"to": None}, 504),
+        ({"from": None}, 504),
+        ({"currency": None}, 504),
+        ({"currency": "doge"}, 10000),
+        ({"currency": 7}, 10000),
+        ({"amount": 0}, 1322),
+        ({"amount": "0"}, 1322),
+        ({"amount": "-1"}, 1322),
+        ({"amount": -5}, 1322),
+        ({"amount": "1e2"}, 502),
+        ({"amount": "abc"}, 502),
+        ({"amount": True}, 502),
+        ({"amount": None}, 504),
+        ({"margin-account": None}, 504),
+        ({"margin-account": "FOO"}, 1012),
+        ({"margin-account": "FOO-USDT"}, 1012),
+        ({"margin-account": "BTC/USDT"}, 1012),
+        ({"margin-account": "BTCUSDT"}, 1012),
+        ({"margin-account": 7}, 502),
     ],
 )
 async def test_bad_parameters_are_refused(
     htx_caller: HTXCaller, fake_htx: FakeHTX, fields: dict[str, object], code: int
 ) -> None:
-    """Each malformed field gets its rejected code (1303..1308) and moves nothing."""
+    """Each malformed field gets the code HTX's table gives it and moves nothing."""
     body = json.loads(htx_caller.body())
     body.update(fields)
     body = {name: value for name, value in body.items() if value is not None}
@@ -331,10 +341,44 @@ async def test_bad_parameters_are_refused(
     assert fake_htx.audit == ()
 
 
+async def test_exponent_json_number_is_invalid(htx_caller: HTXCaller, fake_htx: FakeHTX) -> None:
+    """An amount written as a JSON number with an exponent (``1E+2``) is 502, not 100."""
+    body = htx_caller.body().replace('"amount":10', '"amount":1E+2')
+    assert '"amount":1E+2' in body
+    assert refusal_code(await htx_caller.transfer(body)) == 502
+    assert fake_htx.audit == ()
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ({"from": None}, 504, "Lack of parameter"),
+        ({"amount": "x"}, 502, "Invalid parameter"),
+        ({"to": "spot"}, 10001, "transfer within single business not supported"),
+        ({"from": "linear-swap", "to": "otc"}, 10002, "This transfer is not supported"),
+        ({"to": "LINEAR-SWAP"}, 1315, "Wrong transfer type"),
+        ({"amount": "0"}, 1322, "amount must be > 0"),
+        ({"amount": "0.000000001"}, 1331, "precision above 8 digits"),
+        ({"amount": "100000000"}, 1301, "Insufficient amount available"),
+        ({"currency": "doge"}, 10000, "Currency does not exist"),
+        ({"margin-account": "FOO"}, 1012, "account doesn't exist"),
+    ],
+)
+async def test_codes_carry_htx_messages(
+    htx_caller: HTXCaller, fields: dict[str, object], code: int, message: str
+) -> None:
+    """Every refusal carries the code and message of HTX's response-code table."""
+    body = json.loads(htx_caller.body())
+    body.update(fields)
+    body = {name: value for name, value in body.items() if value is not None}
+    answer = new_shape(await htx_caller.transfer(json.dumps(body)))
+    assert (answer["code"], answer["message"], answer["success"]) == (code, message, False)
+
+
 @pytest.mark.parametrize("body", ["not json", "[1, 2]", '"spot"'])
 async def test_body_must_be_a_json_object(htx_caller: HTXCaller, body: str) -> None:
-    """A body that is not a JSON object is refused with 1303."""
-    assert refusal_code(await htx_caller.transfer(body)) == 1303
+    """A body that is not a JSON object is an invalid parameter (502)."""
+    assert refusal_code(await htx_caller.transfer(body)) == 502
 
 
 async def test_currency_in_either_case(htx_caller: HTXCaller, fake_htx: FakeHTX) -> None:
@@ -344,20 +388,26 @@ async def test_currency_in_either_case(htx_caller: HTXCaller, fake_htx: FakeHTX)
     assert fake_htx.ledger_rows()[0].currency == "usdt"
 
 
+@pytest.mark.parametrize("margin", ["USDT", "usdt", "BTC-USDT", "btc-usdt", "Btc-Usdt"])
+async def test_margin_account_shapes_accepted(
+    htx_caller: HTXCaller, fake_htx: FakeHTX, margin: str
+) -> None:
+    """Cross ``USDT`` and an isolated pair like ``BTC-USDT`` or HTX's own ``btc-usdt`` move."""
+    assert new_shape(await htx_caller.transfer(htx_caller.body(margin_account=margin)))["success"]
+    assert len(fake_htx.audit) == 1
+
+
 async def test_margin_account_rules(htx_caller: HTXCaller, fake_htx: FakeHTX) -> None:
-    """linear-swap takes a cross (USDT) or isolated (BTC-USDT) margin account; every other
-    pair, coin-margined swap included, refuses one with 1308."""
-    assert new_shape(await htx_caller.transfer(htx_caller.body(margin_account="BTC-USDT")))[
-        "success"
-    ]
+    """linear-swap takes a margin account; every other pair, coin-margined swap included,
+    refuses one as an invalid parameter (502, the simulation's reading: HTX is silent)."""
     assert new_shape(
         await htx_caller.transfer(htx_caller.body(source="linear-swap", target="spot"))
     )["success"]
     for target in ("swap", "otc"):
         body = json.loads(htx_caller.body(target=target))
         body["margin-account"] = "USDT"
-        assert refusal_code(await htx_caller.transfer(json.dumps(body))) == 1308
-    assert len(fake_htx.audit) == 2
+        assert refusal_code(await htx_caller.transfer(json.dumps(body))) == 502
+    assert len(fake_htx.audit) == 1
 
 
 @pytest.mark.parametrize(
@@ -556,9 +606,9 @@ async def test_malformed_timestamp_is_the_time_error(htx_caller: HTXCaller, time
 async def test_unknown_key_and_missing_key(
     htx_caller: HTXCaller, fake_htx: FakeHTX, clock: VirtualClock
 ) -> None:
-    """An unknown access key fails the signature; a request without one needs a login."""
+    """An unknown access key is "Incorrect Access key"; a request without one needs a login."""
     stranger = HTXCaller(htx_caller.http, HTX("someone-else", SECRET), clock)
-    assert old_shape(await stranger.transfer()) == ("api-signature-not-valid", SIGNATURE_FAILURE)
+    assert old_shape(await stranger.transfer()) == ("api-signature-not-valid", ACCESS_KEY_FAILURE)
     request = htx_caller.htx.transfer_request(htx_caller.body(), htx_caller.now_ms())
     url = request.url.replace(f"AccessKeyId={KEY}&", "")
     code, _ = old_shape(await htx_caller.http.post(url, content=request.body))
@@ -571,17 +621,25 @@ async def test_unknown_key_and_missing_key(
     [
         ("SignatureVersion=2", "SignatureVersion=1"),
         ("SignatureMethod=HmacSHA256", "SignatureMethod=HmacSHA1"),
-        ("&Signature=", "&NotSignature="),
     ],
 )
 async def test_other_auth_parameters_are_checked(
     htx_caller: HTXCaller, fake_htx: FakeHTX, old: str, new: str
 ) -> None:
-    """A wrong signature version or method, or no Signature, fails verification."""
+    """A wrong signature version or method fails verification."""
     request = htx_caller.htx.transfer_request(htx_caller.body(), htx_caller.now_ms())
     assert old in request.url
     response = await htx_caller.http.post(request.url.replace(old, new), content=request.body)
     assert old_shape(response) == ("api-signature-not-valid", SIGNATURE_FAILURE)
+    assert fake_htx.audit == ()
+
+
+async def test_missing_signature_needs_a_login(htx_caller: HTXCaller, fake_htx: FakeHTX) -> None:
+    """A request without ``Signature`` is answered ``login-required``, as HTX's table says."""
+    request = htx_caller.htx.transfer_request(htx_caller.body(), htx_caller.now_ms())
+    url = request.url.replace("&Signature=", "&NotSignature=")
+    code, _ = old_shape(await htx_caller.http.post(url, content=request.body))
+    assert code == "login-required"
     assert fake_htx.audit == ()
 
 

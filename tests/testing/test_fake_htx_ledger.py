@@ -64,8 +64,8 @@ def refusal(page: dict[str, Any]) -> int:
 async def test_rows_as_served(
     htx_caller: HTXCaller, fake_htx: FakeHTX, clock: VirtualClock
 ) -> None:
-    """Each row carries the documented fields; amounts are signed JSON numbers; the envelope
-    has no nextId when the page is not full."""
+    """Each row carries the documented fields, newest first; amounts are signed JSON numbers;
+    the envelope has no nextId when the page is not full."""
     start = fake_htx.server_time_ms()
     await htx_caller.transfer(htx_caller.body(amount=Decimal("12.5")))
     clock.advance(2)
@@ -80,17 +80,6 @@ async def test_rows_as_served(
         {
             "accountId": SPOT,
             "currency": "usdt",
-            "transactAmt": -12.5,
-            "transactType": "transfer",
-            "transferType": "spot-to-linear-swap",
-            "transactId": FIRST_TRANSACT_ID,
-            "transactTime": start,
-            "transferer": SPOT,
-            "transferee": fake_htx.account_id("linear-swap"),
-        },
-        {
-            "accountId": SPOT,
-            "currency": "usdt",
             "transactAmt": 0.1,
             "transactType": "transfer",
             "transferType": "otc-to-spot",
@@ -98,6 +87,17 @@ async def test_rows_as_served(
             "transactTime": start + 2000,
             "transferer": fake_htx.account_id("otc"),
             "transferee": SPOT,
+        },
+        {
+            "accountId": SPOT,
+            "currency": "usdt",
+            "transactAmt": -12.5,
+            "transactType": "transfer",
+            "transferType": "spot-to-linear-swap",
+            "transactId": FIRST_TRANSACT_ID,
+            "transactTime": start,
+            "transferer": SPOT,
+            "transferee": fake_htx.account_id("linear-swap"),
         },
     ]
     assert {row["transactId"] for row in page["data"]}.isdisjoint(
@@ -108,7 +108,7 @@ async def test_rows_as_served(
 async def test_seven_rows_in_pages_of_three(
     htx_caller: HTXCaller, fake_htx: FakeHTX, clock: VirtualClock
 ) -> None:
-    """Seven rows with limit 3 come oldest first in pages of 3, 3 and 1; nextId (the first id
+    """Seven rows with limit 3 come newest first in pages of 3, 3 and 1; nextId (the first id
     of the next page, passed back as fromId) is only on the two full pages."""
     await make_transfers(htx_caller, clock, 7)
     pages = []
@@ -121,10 +121,10 @@ async def test_seven_rows_in_pages_of_three(
             break
         from_id = page["nextId"]
     amounts = [[row["transactAmt"] for row in page["data"]] for page in pages]
-    assert amounts == [[-1, -2, -3], [-4, -5, -6], [-7]]
+    assert amounts == [[-7, -6, -5], [-4, -3, -2], [-1]]
     assert [page.get("nextId") for page in pages] == [
         FIRST_TRANSACT_ID + 3,
-        FIRST_TRANSACT_ID + 6,
+        FIRST_TRANSACT_ID,
         None,
     ]
     assert list(pages[0]) == ["code", "message", "data", "nextId", "ok"]
@@ -149,7 +149,8 @@ async def test_default_limit_is_100(
         await htx_caller.transfer(htx_caller.body(amount=Decimal(1)))
     page = await htx_caller.ledger(**window(fake_htx))
     assert len(page["data"]) == 100
-    assert page["nextId"] == FIRST_TRANSACT_ID + 100
+    assert page["data"][0]["transactId"] == FIRST_TRANSACT_ID + 100
+    assert page["nextId"] == FIRST_TRANSACT_ID
 
 
 async def test_filters_by_time_currency_and_type(
@@ -174,7 +175,7 @@ async def test_filters_by_time_currency_and_type(
     deposits = await htx_caller.ledger(**window(fake_htx, transactTypes="deposit"))
     assert deposits["data"] == []
     everything = await htx_caller.ledger(accountId=SPOT)  # the last 10 days, all currencies
-    assert [row["transactTime"] for row in everything["data"]] == [first_ms, second_ms]
+    assert [row["transactTime"] for row in everything["data"]] == [second_ms, first_ms]
 
 
 async def test_window_longer_than_ten_days_is_refused(
@@ -209,8 +210,7 @@ async def test_start_older_than_180_days_is_refused(
 @pytest.mark.parametrize(
     ("query", "code"),
     [
-        ({"accountId": ""}, 2003),
-        ({"accountId": 999}, 2002),
+        ({"accountId": 999}, 1002),
         ({"limit": 0}, 2002),
         ({"limit": 501}, 2002),
         ({"limit": "ten"}, 2002),
@@ -221,8 +221,36 @@ async def test_start_older_than_180_days_is_refused(
 async def test_bad_queries_are_refused(
     htx_caller: HTXCaller, fake_htx: FakeHTX, query: dict[str, str | int], code: int
 ) -> None:
-    """A missing or wrong account id, an out-of-range limit or a non-number is refused."""
+    """An account id not the caller's (1002), an out-of-range limit or a non-number (2002)."""
     assert refusal(await htx_caller.ledger(**window(fake_htx, **query))) == code
+
+
+async def test_all_parameters_are_optional(
+    htx_caller: HTXCaller, fake_htx: FakeHTX, clock: VirtualClock
+) -> None:
+    """A query with no parameters reads the caller's spot account over the last 10 days."""
+    await make_transfers(htx_caller, clock, 2)
+    page = await htx_caller.ledger()
+    assert [row["transactAmt"] for row in page["data"]] == [-2, -1]
+
+
+async def test_from_id_must_name_a_row(
+    htx_caller: HTXCaller, fake_htx: FakeHTX, clock: VirtualClock
+) -> None:
+    """A fromId that names no row is 2002 "value in fromId is not found", never a filter."""
+    await make_transfers(htx_caller, clock, 3)
+    named = await htx_caller.ledger(**window(fake_htx, fromId=FIRST_TRANSACT_ID + 1))
+    assert [row["transactAmt"] for row in named["data"]] == [-2, -1]
+    missing = await htx_caller.ledger(**window(fake_htx, fromId=FIRST_TRANSACT_ID + 99))
+    assert refusal(missing) == 2002
+    assert missing["message"] == "value in fromId is not found"
+
+
+async def test_start_in_the_future_is_refused(htx_caller: HTXCaller, fake_htx: FakeHTX) -> None:
+    """A startTime later than the venue's now is 2002."""
+    now = fake_htx.server_time_ms()
+    page = await htx_caller.ledger(**window(fake_htx, startTime=now + 1000, endTime=now + 2000))
+    assert refusal(page) == 2002
 
 
 async def test_limit_500_is_the_maximum(htx_caller: HTXCaller, fake_htx: FakeHTX) -> None:
@@ -262,7 +290,7 @@ async def test_xferkit_reads_and_matches_the_ledger(
     )
     page = htx.parse_ledger(to_http_response(await htx_caller.send(request)))
     assert page.next_id is None
-    out_row, in_row = page.rows
+    in_row, out_row = page.rows  # newest first
     assert out_row.amount == Decimal("-0.12345678")
     assert in_row.amount == Decimal(3)
     out_spec = htx.validate(

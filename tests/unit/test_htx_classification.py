@@ -214,6 +214,32 @@ def test_clock_skew_in_the_old_envelope_asks_for_a_resync() -> None:
     assert type(outcome.error) is AuthenticationError
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Signature not valid: 无效的提交时间，或时间格式错误",  # noqa: RUF001 - HTX's comma
+        "无效的提交时间",
+        "提交时间格式错误",
+        "Signature not valid: Invalid submission time or incorrect time format",
+    ],
+)
+def test_both_clock_skew_wordings_ask_for_a_resync(message: str) -> None:
+    """The English and the older Chinese-only clock-skew messages both ask for a resync."""
+    body = old_envelope("api-signature-not-valid", message)
+    outcome = htx().classify_transfer(response(200, body))
+    assert isinstance(outcome, NotProcessed)
+    assert outcome.resync_clock is True
+
+
+@pytest.mark.parametrize("body", [b"<html>403 Forbidden</html>", b"", b"Forbidden"])
+def test_bare_http_403_is_not_processed(body: bytes) -> None:
+    """An HTTP 403 without an envelope is not processed (htx.md), never ambiguous."""
+    outcome = htx().classify_transfer(HttpResponse(status=403, headers={}, body=body))
+    assert isinstance(outcome, NotProcessed)
+    assert type(outcome.error) is PermissionDeniedError
+    assert outcome.error.http_status == 403
+
+
 def test_bad_signature_without_the_clock_message_does_not_resync() -> None:
     """A signature error for another reason is not processed but asks for no resync."""
     body = old_envelope("api-signature-not-valid", "Signature not valid: Incorrect Access key")

@@ -146,6 +146,11 @@ BAD_INPUTS: list[tuple[str, dict[str, Any]]] = [
     ("margin_account inner space", {"margin_account": "BTC USDT"}),
     ("margin_account int", {"margin_account": 5}),
     ("margin_account non-ASCII", {"margin_account": "\u0411TC-USDT"}),
+    # neither USDT nor a BASE-QUOTE pair (htx.md's shapes)
+    ("margin_account lone coin", {"margin_account": "FOO"}),
+    ("margin_account lone btc", {"margin_account": "btc"}),
+    ("margin_account pair without dash", {"margin_account": "BTCUSDT"}),
+    ("margin_account lowercase pair without dash", {"margin_account": "btcusdt"}),
     # symbol is an XT setting
     ("symbol", {"symbol": "btc_usdt"}),
     ("empty symbol", {"symbol": ""}),
@@ -274,6 +279,12 @@ def test_linear_swap_defaults_to_the_usdt_margin_account(source: str, target: st
 def test_margin_account_is_uppercased(given_value: str, expected: str) -> None:
     """margin_account is normalised to uppercase (btc-usdt -> BTC-USDT)."""
     assert spec_for(margin_account=given_value).margin_account == expected
+
+
+@pytest.mark.parametrize("given", ["USDT", "usdt", "BTC-USDT", "btc-usdt", "Eth-Usdt"])
+def test_documented_margin_account_shapes_are_accepted(given: str) -> None:
+    """USDT and a BASE-QUOTE pair are accepted in either case, as htx.md documents them."""
+    assert spec_for(margin_account=given).margin_account == given.upper()
 
 
 def test_default_and_explicit_usdt_margin_are_one_transfer() -> None:

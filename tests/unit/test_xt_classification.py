@@ -153,7 +153,7 @@ def test_classify_transfer_error_envelope(
         error = outcome.error  # type: ignore[union-attr]
         assert type(error) is error_type
         assert error.code == code
-        assert error.message == "detail"
+        assert error.message.endswith("detail")
 
 
 def test_clock_code_asks_for_a_resync() -> None:
@@ -267,7 +267,8 @@ def test_error_envelope_without_code_is_ambiguous() -> None:
 
 
 def test_rejection_message_joins_the_ma_list() -> None:
-    """The error message carries the venue's ma messages, or the code when there are none."""
+    """The error message says what the code means, then the venue's ma arguments; with
+    neither (an unknown code, empty ma) it is the code."""
     with_messages = xt().classify_transfer(
         response(200, {"rc": 1, "mc": "FUND_002", "ma": ["balance", "too low"]})
     )
@@ -276,4 +277,8 @@ def test_rejection_message_joins_the_ma_list() -> None:
     assert isinstance(without, Rejected)
     assert "balance" in with_messages.error.message
     assert "too low" in with_messages.error.message
-    assert without.error.message == "FUND_002"
+    assert with_messages.error.message == "insufficient balance; balance; too low"
+    assert without.error.message == "insufficient balance"
+    unknown = xt().classify_transfer(response(200, {"rc": 1, "mc": "FUND_005", "ma": []}))
+    assert isinstance(unknown, Rejected)
+    assert unknown.error.message == "FUND_005"

@@ -23,6 +23,8 @@ import click
 from .._client import DEFAULT_TIMEOUT
 from .._demo import DEMO_HTX_ACCESS_KEY, DEMO_HTX_SECRET, DEMO_XT_API_KEY, DEMO_XT_SECRET
 from ..testing import FakeHTX, FakeXT, FaultPlan, serve
+from ..testing._htx import TIME_MESSAGES
+from ..testing._xt import DUPLICATE_CODES
 from ._common import JOURNAL_ENVVAR, CliError, run_async
 from ._logging import verbosity_options
 
@@ -87,16 +89,50 @@ class _Stopped:
     "clock skew).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the faults.")
+@click.option(
+    "--xt-duplicate-code",
+    type=click.Choice(DUPLICATE_CODES),
+    default=DUPLICATE_CODES[0],
+    show_default=True,
+    help="How XT answers a reused bizId; XT documents both codes.",
+)
+@click.option(
+    "--htx-time-message",
+    type=click.Choice(TIME_MESSAGES),
+    default=TIME_MESSAGES[0],
+    show_default=True,
+    help="How HTX words a clock outside ±5 minutes: today's English message, or the older "
+    "deployments' Chinese-only one.",
+)
 @verbosity_options
-def sim(host: str, xt_port: int, htx_port: int, fault_rate: float, seed: int) -> None:
+def sim(
+    *,
+    host: str,
+    xt_port: int,
+    htx_port: int,
+    fault_rate: float,
+    seed: int,
+    xt_duplicate_code: str,
+    htx_time_message: str,
+) -> None:
     """Serve the simulated XT and HTX venues on loopback until Ctrl-C (or SIGTERM).
 
     Prints the base URLs, the demo credentials, and export lines to paste into another shell.
     Exit status 0 when stopped by SIGINT or SIGTERM, 2 when it could not start.
     """
     plan = FaultPlan(rate=fault_rate, seed=seed)
-    fake_xt = FakeXT(api_key=DEMO_XT_API_KEY, secret=DEMO_XT_SECRET, faults=plan)
-    fake_htx = FakeHTX(access_key=DEMO_HTX_ACCESS_KEY, secret=DEMO_HTX_SECRET, faults=plan)
+    fake_xt = FakeXT(
+        api_key=DEMO_XT_API_KEY,
+        secret=DEMO_XT_SECRET,
+        faults=plan,
+        duplicate_code=xt_duplicate_code,
+    )
+    fake_htx = FakeHTX(
+        access_key=DEMO_HTX_ACCESS_KEY,
+        secret=DEMO_HTX_SECRET,
+        faults=plan,
+        time_message=htx_time_message,
+    )
     journal = Path(tempfile.mkdtemp(prefix="xferkit-sim-")) / "journal.sqlite3"
 
     async def run() -> _Stopped:

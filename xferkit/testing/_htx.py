@@ -1,32 +1,31 @@
 """A fake HTX (Huobi) API that checks requests the way shared/venues/htx.md says HTX does.
 
-It serves ``GET /v1/common/timestamp``, ``POST /v2/account/transfer``,
-``GET /v1/account/accounts`` and ``GET /v2/account/ledger``. It verifies signature v2 over the
-host actually called, keeps balances per native account and writes a spot-ledger row for every
-transfer that touches spot. It has **no** de-duplication: HTX has no idempotency key, so every
-accepted request moves money, a resend included. `FakeHTX.audit` records what really executed.
+It serves ``GET /v1/common/timestamp``, ``POST /v2/account/transfer`` (and the older
+``POST /v1/futures/transfer`` ccxt uses for futures), ``GET /v1/account/accounts``,
+``GET /v1/account/accounts/{id}/balance`` and ``GET /v2/account/ledger``. It verifies signature
+v2 over the host actually called, keeps balances per native account and writes a spot-ledger
+row for every transfer that touches spot. It has **no** de-duplication: HTX has no idempotency
+key, so every accepted request moves money, a resend included. `FakeHTX.audit` records what
+really executed.
 
-Choices where htx.md is silent (see each constant): the business codes used for bad parameters,
-the ledger's order (oldest first) and error code (2002), and when ``nextId`` is sent (only when
-more rows follow the page, which implies a full page).
+Codes and messages follow HTX's response-code tables (see `MESSAGES`); the ledger answers
+newest first and pages with ``nextId``. Where HTX is silent the choice is the simulation's own
+and docs/testing.md says so: a ``margin-account`` on a transfer that does not touch linear-swap
+(502), when ``nextId`` is sent (only when more rows follow a full page), and no amount limits
+(1303..1314 are never answered).
 """
 
 from __future__ import annotations
 
 import collections
-import decimal
 import hmac
 import json
 import math
 import re
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from urllib.parse import parse_qsl
-
-import attrs
 
 from .._clock import SYSTEM_CLOCK, Clock
 from ..venues.htx import (
@@ -38,8 +37,10 @@ from ..venues.htx import (
     format_timestamp,
     sign,
 )
-from ._faults import Fault, FaultPlan, after_processing, before_processing
-from ._sim import Execution, ReceivedRequest, Refuse, SimAction, SimRequest, SimResponse
+from ._faults import Fault, FaultPlan
+from ._htx_ledger import HTXLedgerRow, LedgerRefusal, ledger_page
+from ._sim import Execution, SimAction, SimRequest, SimResponse
+from ._venue import MONEY, SimulatedVenue, plain_decimal
 
 __all__ = [
     "DEFAULT_HTX_HOST",
@@ -99,70 +100,56 @@ TIMESTAMP_TOLERANCE_MS = 5 * 60 * 1000
 MAX_DECIMALS = 8
 # The old (gateway) error shape's messages, as HTX words them.
 SIGNATURE_FAILURE = "Signature not valid: Verification failure [校验失败]"
+ACCESS_KEY_FAILURE = "Signature not valid: Incorrect Access key [Access key错误]"
 TIME_FAILURE = (
     "Signature not valid: Invalid submission time or incorrect time format "
     "[无效的提交时间，或时间格式错误]"  # noqa: RUF001 - HTX's own full-width comma
 )
+TIME_FAILURE_CHINESE = "Signature not valid: 无效的提交时间，或时间格式错误"  # noqa: RUF001
+"""The clock-skew message of older HTX deployments: the Chinese wording only (HTX's
+response-code table, code 12001 "无效的提交时间")."""
+TIME_MESSAGES = ("english", "chinese")
+FORBIDDEN_BODY = "<html><head><title>403 Forbidden</title></head><body>403 Forbidden</body></html>"
 
-# Business codes (new shape, HTTP 200, success:false). htx.md gives 1301 and 1331 and lists
-# 1303..1315 as "rejected: other" without meanings; these meanings are the fake's own.
+# Business codes (new shape, HTTP 200, success:false), from HTX's response-code tables.
 CODE_INSUFFICIENT = 1301
-CODE_BAD_BODY = 1303  # not a JSON object, or a required field missing
-CODE_BAD_ACCOUNT = 1304  # from/to is not an HTX account name
-CODE_BAD_PAIR = 1305  # from == to, or a pair HTX does not move between
-CODE_BAD_CURRENCY = 1306  # unknown currency
-CODE_BAD_AMOUNT = 1307  # not a positive decimal (number or string)
-CODE_BAD_MARGIN_ACCOUNT = 1308  # missing/malformed for linear-swap, present for any other pair
+CODE_MISSING = 504  # "Lack of parameter"
+CODE_INVALID = 502  # "Invalid parameter"
+CODE_SAME_ACCOUNT = 10001  # from == to
+CODE_UNSUPPORTED_PAIR = 10002  # a pair the endpoint does not move
+CODE_UNKNOWN_ACCOUNT = 1315  # "Wrong transfer type": from/to is not an account name
+CODE_NOT_POSITIVE = 1322  # amount <= 0
 CODE_TOO_PRECISE = 1331  # more than 8 decimal places
-CODE_TIMED_OUT = 1321  # ambiguous in htx.md: "timed out, may have executed"
-# The ledger's refusals, in its own shape ({"code", "message", "ok": false}).
-LEDGER_INVALID_VALUE = 2002
-LEDGER_MISSING_FIELD = 2003
-
-LEDGER_DEFAULT_LIMIT = 100
-LEDGER_MAX_LIMIT = 500
-LEDGER_MAX_WINDOW_MS = 10 * 24 * 3600 * 1000
-LEDGER_MAX_AGE_MS = 180 * 24 * 3600 * 1000
+CODE_UNKNOWN_CURRENCY = 10000
+CODE_NO_SUCH_MARGIN_ACCOUNT = 1012  # "account doesn't exist"
+CODE_TIMED_OUT = 1321  # ambiguous in htx.md: "Transfer failed. Please try again later"
+MESSAGES: Mapping[int, str] = {
+    CODE_INSUFFICIENT: "Insufficient amount available",
+    CODE_MISSING: "Lack of parameter",
+    CODE_INVALID: "Invalid parameter",
+    CODE_SAME_ACCOUNT: "transfer within single business not supported",
+    CODE_UNSUPPORTED_PAIR: "This transfer is not supported",
+    CODE_UNKNOWN_ACCOUNT: "Wrong transfer type",
+    CODE_NOT_POSITIVE: "amount must be > 0",
+    CODE_TOO_PRECISE: "precision above 8 digits",
+    CODE_UNKNOWN_CURRENCY: "Currency does not exist",
+    CODE_NO_SUCH_MARGIN_ACCOUNT: "account doesn't exist",
+    CODE_TIMED_OUT: "Transfer failed. Please try again later",
+}
+"""The message HTX answers each transfer code with."""
 RATE_WINDOW_SECONDS = 1.0
+FUTURES_TRANSFER_PATH = "/v1/futures/transfer"
+"""The older spot <-> futures endpoint ccxt uses (``type``: ``pro-to-futures``,
+``futures-to-pro``); it answers in the old envelope."""
+_FUTURES_TYPES: Mapping[str, tuple[str, str]] = {
+    "pro-to-futures": ("spot", "futures"),
+    "futures-to-pro": ("futures", "spot"),
+}
+_BALANCE_PATH = re.compile(r"/v1/account/accounts/([0-9]+)/balance")
 
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
-_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
-_MARGIN_ACCOUNT = re.compile(r"[A-Z0-9]+(-[A-Z0-9]+)?")
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
-# Exact money: an operation that would round raises instead of losing a digit.
-_MONEY = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
-
-
-@attrs.frozen(kw_only=True)
-class HTXLedgerRow:
-    """One row of the fake's spot-account ledger (``GET /v2/account/ledger``).
-
-    ``transact_amt`` is positive into spot and negative out of it; times are the venue's clock.
-    """
-
-    account_id: int
-    currency: str
-    transact_amt: Decimal
-    transact_type: str
-    transfer_type: str
-    transact_id: int
-    transact_time: int
-    transferer: int
-    transferee: int
-
-    def to_wire(self) -> dict[str, object]:
-        """The row as the ledger endpoint serialises it (``transactAmt`` a JSON number)."""
-        return {
-            "accountId": self.account_id,
-            "currency": self.currency,
-            "transactAmt": self.transact_amt,
-            "transactType": self.transact_type,
-            "transferType": self.transfer_type,
-            "transactId": self.transact_id,
-            "transactTime": self.transact_time,
-            "transferer": self.transferer,
-            "transferee": self.transferee,
-        }
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_ISOLATED_PAIR = re.compile(r"([a-z0-9]+)-([a-z0-9]+)")
 
 
 class _Gateway(Exception):  # noqa: N818 - control flow inside the fake, never raised to users
@@ -177,7 +164,8 @@ class _Gateway(Exception):  # noqa: N818 - control flow inside the fake, never r
 class _Refused(Exception):  # noqa: N818 - control flow inside the fake, never raised to users
     """Refused by the endpoint itself with a numeric code; nothing moved."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str | None = None) -> None:
+        message = message or MESSAGES.get(code, "Invalid parameter")
         super().__init__(code, message)
         self.code = code
         self.message = message
@@ -203,7 +191,7 @@ def signature_matches(*, secret: str, method: str, host: str, path: str, query: 
     return hmac.compare_digest(signature.encode(), expected.encode())
 
 
-class FakeHTX:
+class FakeHTX(SimulatedVenue):
     """An in-memory HTX venue; serve it with `FakeTransport` or `serve`.
 
     Args:
@@ -221,9 +209,12 @@ class FakeHTX:
         uid: the user id the access key belongs to.
         string_numbers: answer the transfer endpoint's ``code`` and ``data`` as JSON strings,
             which htx.md says HTX sometimes does.
+        time_message: how a clock outside ±5 minutes is worded: ``"english"`` (today's
+            message, with the Chinese after it) or ``"chinese"`` (older deployments).
     """
 
     name = "htx"
+    label = "HTX"
 
     def __init__(
         self,
@@ -238,35 +229,31 @@ class FakeHTX:
         spot_account_id: int = DEFAULT_SPOT_ACCOUNT_ID,
         uid: int = DEFAULT_HTX_UID,
         string_numbers: bool = False,
+        time_message: str = "english",
     ) -> None:
         if rate_limit is not None and not rate_limit > 0:
             raise ValueError(f"rate_limit must be positive or None, not {rate_limit!r}")
+        if time_message not in TIME_MESSAGES:
+            raise ValueError(f"time_message must be one of {TIME_MESSAGES}, not {time_message!r}")
+        super().__init__(
+            clock=clock, balances=balances, accounts=NATIVE_ACCOUNTS, faults=faults, host=host
+        )
         self.access_key = access_key
         self._secret = secret
-        self.host = host
-        self.faults = faults
         self.rate_limit = rate_limit
         self.spot_account_id = spot_account_id
         self.uid = uid
         self.string_numbers = string_numbers
-        self.skew_ms = 0
-        """Milliseconds the venue's clock runs ahead of ``clock`` (negative: behind)."""
+        self.time_failure = TIME_FAILURE if time_message == "english" else TIME_FAILURE_CHINESE
+        """The ``err-msg`` a request outside the clock window gets."""
         self.transfer_types: dict[tuple[str, str], str] = dict(LEDGER_TRANSFER_TYPES)
         """The ledger's ``transferType`` per native (from, to) pair. HTX's list of spellings
         is open; replace one to see how a client treats a spelling it does not know."""
-        self._clock = clock
-        self._balances = _initial_balances(balances)
-        self._currencies = frozenset(c for funds in self._balances.values() for c in funds)
-        self._audit: list[Execution] = []
         self._ledger: list[HTXLedgerRow] = []
-        self._requests: list[ReceivedRequest] = []
         self._admitted: collections.deque[float] = collections.deque()
         self._rate_limited = 0
         self._next_id = FIRST_TRANSFER_ID
         self._next_transact_id = FIRST_TRANSACT_ID
-        # handle() never awaits, so tasks cannot interleave inside it; the lock is for a
-        # loopback server run from another thread.
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FakeHTX(access_key={self.access_key!r}, host={self.host!r}, uid={self.uid!r})"
@@ -274,22 +261,12 @@ class FakeHTX:
     # -- what tests look at ------------------------------------------------------------------
 
     @property
-    def audit(self) -> Sequence[Execution]:
-        """Every transfer that really executed, in order."""
-        return tuple(self._audit)
-
-    @property
-    def requests(self) -> Sequence[ReceivedRequest]:
-        """Every request that reached the venue, in order (refused connections excluded)."""
-        return tuple(self._requests)
-
-    @property
     def rate_limited(self) -> int:
         """How many transfer requests the ``rate_limit`` refused (faults not included)."""
         return self._rate_limited
 
     def ledger_rows(self) -> Sequence[HTXLedgerRow]:
-        """The spot account's ledger, oldest first."""
+        """The spot account's ledger, oldest first (the endpoint answers newest first)."""
         return tuple(self._ledger)
 
     def executions_matching(
@@ -309,10 +286,6 @@ class FakeHTX:
         """The balance of ``currency`` in ``account`` (native ``linear-swap`` or unified)."""
         return self._balances[_native(account)].get(currency.lower(), Decimal(0))
 
-    def server_time_ms(self) -> int:
-        """The venue's clock in Unix milliseconds, skew included."""
-        return int(self._clock.time() * 1000) + self.skew_ms
-
     def account_id(self, account: str) -> int:
         """The id of a native (or unified) account, as the ledger and accounts list show it."""
         return self.spot_account_id + _ACCOUNT_ID_OFFSETS[_native(account)]
@@ -320,50 +293,50 @@ class FakeHTX:
     # -- the venue ---------------------------------------------------------------------------
 
     def handle(self, request: SimRequest) -> SimAction:
-        """Answer one request; faults strike only ``POST /v2/account/transfer``."""
+        """Answer one request; faults strike only the transfer endpoints."""
         with self._lock:
-            if request.path == TRANSFER_PATH and request.method == "POST":
+            if request.method == "POST" and request.path in {
+                TRANSFER_PATH,
+                FUTURES_TRANSFER_PATH,
+            }:
                 return self._transfer_endpoint(request)
             self._record(request, None)
             if request.method == "GET":
+                if request.body:
+                    # HTX's gateway forbids a GET that carries a body, before anything else.
+                    return SimResponse.text(403, FORBIDDEN_BODY)
                 if request.path == TIME_PATH:
                     return _json({"status": "ok", "data": self.server_time_ms()})
                 if request.path == ACCOUNTS_PATH:
                     return self._accounts_endpoint(request)
                 if request.path == LEDGER_PATH:
                     return self._ledger_endpoint(request)
+                balance = _BALANCE_PATH.fullmatch(request.path)
+                if balance is not None:
+                    return self._balance_endpoint(request, int(balance.group(1)))
             if request.path in {TIME_PATH, TRANSFER_PATH, ACCOUNTS_PATH, LEDGER_PATH}:
                 return SimResponse.text(405, "Method Not Allowed")
             return SimResponse.text(404, "Not Found")
 
-    def _record(self, request: SimRequest, fault: Fault | None) -> None:
-        received = ReceivedRequest(
-            request=request, clock_time=self._clock.time(), real_time=time.time(), fault=fault
-        )
-        self._requests.append(received)
-
     def _transfer_endpoint(self, request: SimRequest) -> SimAction:
-        plan = self.faults
-        fault = plan.next_fault() if plan is not None else None
-        early = before_processing(fault)
-        if isinstance(early, Refuse):
-            return early
-        self._record(request, fault)
+        fault, early = self._strike(request)
         if early is not None:
             return early
         if self.rate_limit is not None:
             refused = self._throttle(self.rate_limit)
             if refused is not None:
                 return refused
-        if plan is not None and fault is Fault.CLOCK_SKEW:
-            self.skew_ms += plan.skew_ms
-            return _gateway_error(_Gateway("api-signature-not-valid", TIME_FAILURE))
-        answer = self._answer_transfer(request)
+        if self._skewed(fault):
+            return _gateway_error(_Gateway("api-signature-not-valid", self.time_failure))
+        if request.path == FUTURES_TRANSFER_PATH:
+            answer = self._answer_futures_transfer(request)
+        else:
+            answer = self._answer_transfer(request)
         if fault is Fault.TIMEOUT_CODE_AFTER:
             return self._transfer_answer(
-                CODE_TIMED_OUT, None, "Request timed out; the transfer may have executed", False
+                CODE_TIMED_OUT, None, MESSAGES[CODE_TIMED_OUT], success=False
             )
-        return answer if plan is None else after_processing(plan, fault, answer)
+        return self._after(fault, answer)
 
     def _throttle(self, rate_limit: float) -> SimResponse | None:
         """Admit a transfer request within ``rate_limit`` per sliding second, else a 429."""
@@ -388,57 +361,89 @@ class FakeHTX:
         except _Gateway as refused:
             return _gateway_error(refused)
         except _Refused as refused:
-            return self._transfer_answer(refused.code, None, refused.message, False)
-        return self._transfer_answer(200, int(execution.transfer_id), "Succeed", True)
+            return self._transfer_answer(refused.code, None, refused.message, success=False)
+        return self._transfer_answer(200, int(execution.transfer_id), "Succeed", success=True)
+
+    def _answer_futures_transfer(self, request: SimRequest) -> SimResponse:
+        """``POST /v1/futures/transfer``: the same rules, answered in the old envelope."""
+        try:
+            self._authenticate(request)
+            execution = self._transfer_fields(_futures_fields(request.body))
+        except _Gateway as refused:
+            return _gateway_error(refused)
+        except _Refused as refused:
+            return _gateway_error(_Gateway(str(refused.code), refused.message))
+        return _json({"status": "ok", "data": int(execution.transfer_id)})
 
     def _transfer_answer(
-        self, code: int, data: int | None, message: str, success: bool
+        self, code: int, data: int | None, message: str, *, success: bool
     ) -> SimResponse:
         wire_code: int | str = str(code) if self.string_numbers else code
         wire_data: int | str | None = str(data) if self.string_numbers and data else data
         return _json({"code": wire_code, "data": wire_data, "message": message, "success": success})
 
     def _transfer(self, body: bytes) -> Execution:
-        fields = _json_object(body)
+        return self._transfer_fields(_json_object(body))
+
+    def _transfer_fields(self, fields: Mapping[str, object]) -> Execution:
+        """Check a transfer's fields in HTX's order, then move the money."""
+        for name in ("from", "to", "currency", "amount"):
+            if fields.get(name) in (None, ""):
+                raise _Refused(CODE_MISSING)
         source, target = _account(fields, "from"), _account(fields, "to")
-        if source == target or (source, target) not in SUPPORTED_PAIRS:
-            raise _Refused(CODE_BAD_PAIR, f"transfers from {source} to {target} are not supported")
+        if source == target:
+            raise _Refused(CODE_SAME_ACCOUNT)
+        if (source, target) not in SUPPORTED_PAIRS:
+            raise _Refused(CODE_UNSUPPORTED_PAIR)
         currency = fields.get("currency")
         if not isinstance(currency, str) or currency.lower() not in self._currencies:
-            raise _Refused(CODE_BAD_CURRENCY, f"currency {currency!r} is not supported")
+            raise _Refused(CODE_UNKNOWN_CURRENCY)
         currency = currency.lower()
-        _check_margin_account(fields, source, target)
-        amount = _amount(fields.get("amount", None))
+        self._check_margin_account(fields, source, target)
+        amount = _amount(fields.get("amount"))
         available = self._balances[source].get(currency, Decimal(0))
         if amount > available:
-            raise _Refused(CODE_INSUFFICIENT, "Insufficient amount available")
+            raise _Refused(CODE_INSUFFICIENT)
         return self._execute(source, target, currency, amount)
 
+    def _check_margin_account(self, fields: Mapping[str, object], source: str, target: str) -> None:
+        """``USDT`` (cross) or an isolated pair of known currencies, in either case.
+
+        HTX does not say what it does with a ``margin-account`` on a transfer that does not
+        touch linear-swap; the simulation refuses it as an invalid parameter (502).
+        """
+        margin = fields.get("margin-account")
+        if "linear-swap" not in (source, target):
+            if margin is not None:
+                raise _Refused(CODE_INVALID)
+            return
+        if margin is None or margin == "":
+            raise _Refused(CODE_MISSING)
+        if not isinstance(margin, str):
+            raise _Refused(CODE_INVALID)
+        name = margin.lower()
+        if name == "usdt":
+            return
+        pair = _ISOLATED_PAIR.fullmatch(name)
+        if pair is None or not set(pair.groups()) <= self._currencies:
+            raise _Refused(CODE_NO_SUCH_MARGIN_ACCOUNT)
+
     def _execute(self, source: str, target: str, currency: str, amount: Decimal) -> Execution:
-        # Compute both sides before writing either: the move is all or nothing.
-        debited = _MONEY.subtract(self._balances[source].get(currency, Decimal(0)), amount)
-        credited = _MONEY.add(self._balances[target].get(currency, Decimal(0)), amount)
-        self._balances[source][currency] = debited
-        self._balances[target][currency] = credited
-        execution = Execution(
-            venue=self.name,
-            biz_id=None,
-            from_account=source,
-            to_account=target,
+        execution = self._move(
+            source=source,
+            target=target,
             currency=currency,
             amount=amount,
             transfer_id=str(self._next_id),
-            executed_at=datetime.fromtimestamp(self._clock.time(), tz=timezone.utc),
         )
         self._next_id += 1
-        self._audit.append(execution)
         transfer_type = self.transfer_types.get((source, target))
         if transfer_type is not None:
             self._ledger.append(
                 HTXLedgerRow(
                     account_id=self.spot_account_id,
                     currency=currency,
-                    transact_amt=amount if target == "spot" else _MONEY.minus(amount),
+                    transact_amt=amount if target == "spot" else MONEY.minus(amount),
                     transact_type="transfer",
                     transfer_type=transfer_type,
                     transact_id=self._next_transact_id,
@@ -461,6 +466,26 @@ class FakeHTX:
         ]
         return _json({"status": "ok", "data": accounts})
 
+    def _balance_endpoint(self, request: SimRequest, account_id: int) -> SimResponse:
+        """``GET /v1/account/accounts/{id}/balance`` for a listed account of the caller."""
+        try:
+            self._authenticate(request)
+        except _Gateway as refused:
+            return _gateway_error(refused)
+        kind = next((k for k in _LISTED_ACCOUNTS if self.account_id(k) == account_id), None)
+        if kind is None:
+            return _gateway_error(
+                _Gateway("account-frozen-account-inexistent-error", "account for id inexistent")
+            )
+        funds = self._balances[kind]
+        entries = [
+            {"currency": currency, "type": part, "balance": format(value, "f")}
+            for currency in sorted(self._currencies)
+            for part, value in (("trade", funds.get(currency, Decimal(0))), ("frozen", Decimal(0)))
+        ]
+        data = {"id": account_id, "type": kind, "state": "working", "list": entries}
+        return _json({"status": "ok", "data": data})
+
     def _ledger_endpoint(self, request: SimRequest) -> SimResponse:
         try:
             params = self._authenticate(request)
@@ -480,37 +505,15 @@ class FakeHTX:
         return _json(page)
 
     def _ledger_page(self, params: Mapping[str, str]) -> tuple[list[HTXLedgerRow], int | None]:
-        """Select one page, oldest first; ``nextId`` only when more rows follow a full page."""
-        account = params.get("accountId")
-        if not account:
-            raise _Refused(LEDGER_MISSING_FIELD, "missing mandatory field: accountId")
-        if account != str(self.spot_account_id):
-            raise _Refused(LEDGER_INVALID_VALUE, f"invalid accountId {account!r}")
-        now_ms = self.server_time_ms()
-        limit = _query_int(params, "limit", LEDGER_DEFAULT_LIMIT)
-        if not 1 <= limit <= LEDGER_MAX_LIMIT:
-            raise _Refused(LEDGER_INVALID_VALUE, f"limit must be 1..{LEDGER_MAX_LIMIT}")
-        end_ms = _query_int(params, "endTime", now_ms)
-        start_ms = _query_int(params, "startTime", end_ms - LEDGER_MAX_WINDOW_MS)
-        if end_ms < start_ms:
-            raise _Refused(LEDGER_INVALID_VALUE, "endTime is before startTime")
-        if end_ms - start_ms > LEDGER_MAX_WINDOW_MS:
-            raise _Refused(LEDGER_INVALID_VALUE, "the query window is longer than 10 days")
-        if start_ms < now_ms - LEDGER_MAX_AGE_MS:
-            raise _Refused(LEDGER_INVALID_VALUE, "startTime is more than 180 days ago")
-        from_id = _query_int(params, "fromId", 0)
-        currency = params.get("currency", "").lower()
-        kinds = set(filter(None, params.get("transactTypes", "").split(",")))
-        selected = [
-            row
-            for row in self._ledger
-            if start_ms <= row.transact_time <= end_ms
-            and row.transact_id >= from_id
-            and (not currency or row.currency == currency)
-            and (not kinds or row.transact_type in kinds)
-        ]
-        more = len(selected) > limit
-        return selected[:limit], selected[limit].transact_id if more else None
+        try:
+            return ledger_page(
+                self._ledger,
+                params,
+                now_ms=self.server_time_ms(),
+                spot_account_id=self.spot_account_id,
+            )
+        except LedgerRefusal as refused:
+            raise _Refused(refused.code, refused.message) from None
 
     def _authenticate(self, request: SimRequest) -> Mapping[str, str]:
         """Check the auth parameters, the clock window and the signature, in that order.
@@ -518,9 +521,9 @@ class FakeHTX:
         Returns the decoded query parameters (without ``Signature``).
         """
         params = dict(parse_qsl(request.query, keep_blank_values=True))
-        params.pop("Signature", None)
+        signature = params.pop("Signature", None)
         key = params.get("AccessKeyId")
-        if not key:
+        if not key or not signature:
             raise _Gateway("login-required", "Signature not valid: AccessKeyId is required")
         if params.get("SignatureMethod") != "HmacSHA256" or params.get("SignatureVersion") != "2":
             raise _Gateway("api-signature-not-valid", SIGNATURE_FAILURE)
@@ -528,9 +531,9 @@ class FakeHTX:
         if timestamp_ms is None or abs(timestamp_ms - self.server_time_ms()) > (
             TIMESTAMP_TOLERANCE_MS
         ):
-            raise _Gateway("api-signature-not-valid", TIME_FAILURE)
+            raise _Gateway("api-signature-not-valid", self.time_failure)
         if key != self.access_key:
-            raise _Gateway("api-signature-not-valid", SIGNATURE_FAILURE)
+            raise _Gateway("api-signature-not-valid", ACCESS_KEY_FAILURE)
         valid = signature_matches(
             secret=self._secret,
             method=request.method,
@@ -549,28 +552,6 @@ def _native(account: str) -> str:
     if native not in NATIVE_ACCOUNTS:
         raise ValueError(f"{account!r} is not an HTX account; use one of {NATIVE_ACCOUNTS}")
     return native
-
-
-def _initial_balances(
-    balances: Mapping[str, Mapping[str, Decimal]] | None,
-) -> dict[str, dict[str, Decimal]]:
-    if balances is None:
-        return {
-            account: {"usdt": Decimal("1000000"), "btc": Decimal("100")}
-            for account in NATIVE_ACCOUNTS
-        }
-    result: dict[str, dict[str, Decimal]] = {account: {} for account in NATIVE_ACCOUNTS}
-    for account, funds in balances.items():
-        if account not in result:
-            raise ValueError(f"{account!r} is not an HTX account; use one of {NATIVE_ACCOUNTS}")
-        for currency, amount in funds.items():
-            if currency != currency.lower() or not isinstance(amount, Decimal) or amount < 0:
-                raise ValueError(
-                    "balances need lowercase currencies and non-negative Decimal amounts, "
-                    f"not {currency!r}: {amount!r}"
-                )
-            result[account][currency] = amount
-    return result
 
 
 def _timestamp_ms(text: str) -> int | None:
@@ -621,64 +602,48 @@ def _gateway_error(
 
 def _json_object(body: bytes) -> Mapping[str, object]:
     try:
-        fields = json.loads(body, parse_float=Decimal)
+        fields = json.loads(body, parse_float=plain_decimal)
     except ValueError:
-        raise _Refused(CODE_BAD_BODY, "the body is not valid JSON") from None
+        raise _Refused(CODE_INVALID) from None
     if not isinstance(fields, dict):
-        raise _Refused(CODE_BAD_BODY, "the body must be a JSON object")
+        raise _Refused(CODE_INVALID)
+    return fields
+
+
+def _futures_fields(body: bytes) -> Mapping[str, object]:
+    """The fields of a ``/v1/futures/transfer`` body, its ``type`` turned into from and to."""
+    fields = dict(_json_object(body))
+    pair = _FUTURES_TYPES.get(str(fields.pop("type", "")))
+    if pair is None:
+        raise _Refused(CODE_INVALID)
+    fields["from"], fields["to"] = pair
     return fields
 
 
 def _account(fields: Mapping[str, object], name: str) -> str:
     value = fields.get(name)
-    if value is None:
-        raise _Refused(CODE_BAD_BODY, f"missing mandatory field: {name}")
     if not isinstance(value, str) or value not in NATIVE_ACCOUNTS:
-        raise _Refused(CODE_BAD_ACCOUNT, f"{name} must be one of {', '.join(NATIVE_ACCOUNTS)}")
+        raise _Refused(CODE_UNKNOWN_ACCOUNT)
     return value
-
-
-def _check_margin_account(fields: Mapping[str, object], source: str, target: str) -> None:
-    margin = fields.get("margin-account")
-    if "linear-swap" not in (source, target):
-        if margin is not None:
-            raise _Refused(
-                CODE_BAD_MARGIN_ACCOUNT, "margin-account applies only to linear-swap transfers"
-            )
-        return
-    if not isinstance(margin, str) or not _MARGIN_ACCOUNT.fullmatch(margin):
-        raise _Refused(
-            CODE_BAD_MARGIN_ACCOUNT,
-            "a linear-swap transfer needs margin-account: USDT (cross) or e.g. BTC-USDT",
-        )
 
 
 def _amount(value: object) -> Decimal:
     """A JSON number (parsed as ``Decimal``, never a float) or a plain decimal string."""
-    if value is None:
-        raise _Refused(CODE_BAD_BODY, "missing mandatory field: amount")
     if isinstance(value, str):
         if not _PLAIN_DECIMAL.fullmatch(value):
-            raise _Refused(CODE_BAD_AMOUNT, f"amount {value!r} is not a decimal")
+            raise _Refused(CODE_INVALID)
         amount = Decimal(value)
     elif isinstance(value, Decimal):
         amount = value
     elif isinstance(value, int) and not isinstance(value, bool):
         amount = Decimal(value)
     else:
-        raise _Refused(CODE_BAD_AMOUNT, f"amount {value!r} is not a decimal")
-    if not amount.is_finite() or not amount > 0:
-        raise _Refused(CODE_BAD_AMOUNT, "amount must be greater than zero")
+        raise _Refused(CODE_INVALID)
+    if not amount.is_finite():
+        raise _Refused(CODE_INVALID)
+    if not amount > 0:
+        raise _Refused(CODE_NOT_POSITIVE)
     # The scale as written: "1.000000000" has nine decimal places even though it equals 1.
     if -int(amount.as_tuple().exponent) > MAX_DECIMALS:
-        raise _Refused(CODE_TOO_PRECISE, f"amount has more than {MAX_DECIMALS} decimal places")
+        raise _Refused(CODE_TOO_PRECISE)
     return amount
-
-
-def _query_int(params: Mapping[str, str], name: str, default: int) -> int:
-    text = params.get(name)
-    if text is None or text == "":
-        return default
-    if not _INTEGER.fullmatch(text):
-        raise _Refused(LEDGER_INVALID_VALUE, f"{name} must be an integer")
-    return int(text)

@@ -1,35 +1,49 @@
 """A fake XT.com spot API v4 that checks requests the way shared/venues/xt.md says XT does.
 
-It serves ``GET /v4/public/time``, ``POST /v4/balance/transfer`` and ``GET /v4/balance``,
-verifies the ``validate-*`` headers and the HMAC over the exact bytes received, keeps balances
-per native account, de-duplicates on ``bizId`` and records every transfer it really executed in
-`FakeXT.audit`, which is what exactly-once tests assert against.
+It serves ``GET /v4/public/time``, ``POST /v4/balance/transfer``, ``GET /v4/balance`` and
+``GET /v4/balances``, verifies the signing headers (``validate-*`` or the older ``xt-validate-*``
+spelling ccxt sends, with any HmacSHA algorithm XT documents) and the HMAC over the exact bytes
+received, keeps balances per native account, de-duplicates on ``bizId`` and records every
+transfer it really executed in `FakeXT.audit`, which is what exactly-once tests assert against.
+
+Refusals carry ``ma`` as XT does: message arguments (a field name, usually nothing), never an
+English sentence.
 """
 
 from __future__ import annotations
 
 import collections
-import decimal
+import hashlib
 import hmac
 import json
 import re
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
 from decimal import Decimal
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .._clock import SYSTEM_CLOCK, Clock
 from .._validation import MAX_AMOUNT_CHARS
-from ..venues.xt import ACCOUNTS, TIME_PATH, TRANSFER_PATH, sign
-from ._faults import Fault, FaultPlan, after_processing, before_processing
-from ._sim import Execution, ReceivedRequest, Refuse, SimAction, SimRequest, SimResponse
+from ..venues.xt import ACCOUNTS, TIME_PATH, TRANSFER_PATH
+from ._faults import Fault, FaultPlan
+from ._sim import Execution, SimAction, SimRequest, SimResponse
+from ._venue import SimulatedVenue, plain_decimal
 
-__all__ = ["BALANCE_PATH", "DEFAULT_XT_HOST", "FIRST_TRANSFER_ID", "FakeXT"]
+__all__ = [
+    "ALGORITHMS",
+    "BALANCES_PATH",
+    "BALANCE_PATH",
+    "DEFAULT_XT_HOST",
+    "DUPLICATE_CODES",
+    "FIRST_TRANSFER_ID",
+    "HEADER_PREFIXES",
+    "FakeXT",
+    "xt_signature",
+]
 
 DEFAULT_XT_HOST = "sapi.xt.com"
 BALANCE_PATH = "/v4/balance"
+BALANCES_PATH = "/v4/balances"
 FIRST_TRANSFER_ID = 226_972_662_307_830_528
 """The id of the first transfer; later ones count up. Above 2**53, like XT's real ids, so a
 client that parses ids as floats loses digits and a test notices."""
@@ -38,28 +52,62 @@ NATIVE_ACCOUNTS: tuple[str, ...] = tuple(ACCOUNTS.values())
 MAX_BIZ_ID_CHARS = 128
 MAX_AHEAD_MS = 1000
 MIN_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS = 2000, 60000
+ALGORITHMS: Mapping[str, Callable[..., Any]] = {
+    "HmacMD5": hashlib.md5,
+    "HmacSHA1": hashlib.sha1,
+    "HmacSHA224": hashlib.sha224,
+    "HmacSHA256": hashlib.sha256,
+    "HmacSHA384": hashlib.sha384,
+    "HmacSHA512": hashlib.sha512,
+}
+"""``validate-algorithms`` values XT documents, with their digests."""
+HEADER_PREFIXES = ("validate-", "xt-validate-")
+"""The header spellings accepted: today's, and the pre-May-2023 one ccxt still sends."""
+DUPLICATE_CODES = ("TRANSFER_001", "FUND_001")
+"""The codes XT answers a reused bizId with; `FakeXT` answers the one it is given."""
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 _SYMBOL = re.compile(r"([a-z0-9]+)_([a-z0-9]+)")
-# Exact money: an operation that would round raises instead of losing a digit.
-_MONEY = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
-
-
-def _default_balances() -> dict[str, dict[str, Decimal]]:
-    return {
-        account: {"usdt": Decimal("1000000"), "btc": Decimal("100")} for account in NATIVE_ACCOUNTS
-    }
 
 
 class _Refused(Exception):  # noqa: N818 - control flow inside the fake, never raised to users
-    """A request XT answers with ``rc=1`` and ``code``; nothing moved."""
+    """A request XT answers with ``rc=1``, ``code`` and message arguments; nothing moved."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(code, message)
+    def __init__(self, code: str, *args: str) -> None:
+        super().__init__(code, *args)
         self.code = code
-        self.message = message
+        self.args_ = list(args)
 
 
-class FakeXT:
+def xt_signature(
+    *,
+    secret: str,
+    prefix: str,
+    algorithm: str,
+    api_key: str,
+    recv_window: str,
+    timestamp: str,
+    method: str,
+    path: str,
+    query: str,
+    body: str,
+) -> str:
+    """The lowercase hex HMAC XT expects, X built with the header spelling that was sent.
+
+    ``query`` is the raw query string; its pairs are sorted by key and joined unencoded.
+    """
+    text = (
+        f"{prefix}algorithms={algorithm}&{prefix}appkey={api_key}"
+        f"&{prefix}recvwindow={recv_window}&{prefix}timestamp={timestamp}#{method}#{path}"
+    )
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if pairs:
+        text += "#" + "&".join(f"{k}={v}" for k, v in sorted(pairs))
+    if body:
+        text += "#" + body
+    return hmac.new(secret.encode(), text.encode(), ALGORITHMS[algorithm]).hexdigest()
+
+
+class FakeXT(SimulatedVenue):
     """An in-memory XT venue; serve it with `FakeTransport` or `serve`.
 
     Args:
@@ -77,9 +125,12 @@ class FakeXT:
         balance_checked_first: whether the balance is checked before the bizId, so that a
             resend of an executed bizId may be answered ``FUND_002`` instead of the duplicate
             code (XT does not document the order; design for both readings).
+        duplicate_code: how a reused bizId is answered, ``TRANSFER_001`` (default) or
+            ``FUND_001``; XT documents both.
     """
 
     name = "xt"
+    label = "XT"
 
     def __init__(
         self,
@@ -92,41 +143,28 @@ class FakeXT:
         host: str = DEFAULT_XT_HOST,
         failed_attempts_spend_bizid: bool = False,
         balance_checked_first: bool = False,
+        duplicate_code: str = "TRANSFER_001",
     ) -> None:
+        if duplicate_code not in DUPLICATE_CODES:
+            raise ValueError(
+                f"duplicate_code must be one of {DUPLICATE_CODES}, not {duplicate_code!r}"
+            )
+        super().__init__(
+            clock=clock, balances=balances, accounts=NATIVE_ACCOUNTS, faults=faults, host=host
+        )
         self.api_key = api_key
         self._secret = secret
-        self.host = host
-        self.faults = faults
         self.failed_attempts_spend_bizid = failed_attempts_spend_bizid
         self.balance_checked_first = balance_checked_first
-        self._refusals: list[tuple[str, str]] = []
-        self.skew_ms = 0
-        """Milliseconds the venue's clock runs ahead of ``clock`` (negative: behind)."""
-        self._clock = clock
-        self._balances = _initial_balances(balances)
-        self._currencies = frozenset(c for funds in self._balances.values() for c in funds)
+        self.duplicate_code = duplicate_code
+        self._refusals: list[tuple[str, list[str]]] = []
         self._spent_biz_ids: set[str] = set()
-        self._audit: list[Execution] = []
-        self._requests: list[ReceivedRequest] = []
         self._next_id = FIRST_TRANSFER_ID
-        # handle() never awaits, so tasks cannot interleave inside it; the lock is for a
-        # loopback server run from another thread.
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FakeXT(api_key={self.api_key!r}, host={self.host!r})"
 
     # -- what tests look at ------------------------------------------------------------------
-
-    @property
-    def audit(self) -> Sequence[Execution]:
-        """Every transfer that really executed, in order."""
-        return tuple(self._audit)
-
-    @property
-    def requests(self) -> Sequence[ReceivedRequest]:
-        """Every request that reached the venue, in order (refused connections excluded)."""
-        return tuple(self._requests)
 
     def executions_by_token(self) -> collections.Counter[str]:
         """How many times each bizId executed: exactly-once means every count is 1."""
@@ -139,16 +177,13 @@ class FakeXT:
             raise ValueError(f"{account!r} is not an XT account")
         return self._balances[native].get(currency.lower(), Decimal(0))
 
-    def refuse_next(self, code: str, message: str = "refused", *, times: int = 1) -> None:
-        """Answer the next ``times`` transfer requests ``code`` before any processing, as XT's
-        gateway does for risk control (``GATEWAY_0001``) or a changed IP (``AUTH_104``).
-        A request struck by a fault is not one of them: the fault decides its fate."""
+    def refuse_next(self, code: str, *args: str, times: int = 1) -> None:
+        """Answer the next ``times`` transfer requests ``code`` (with ``args`` as ``ma``) before
+        any processing, as XT's gateway does for risk control (``GATEWAY_0001``) or a changed
+        IP (``AUTH_104``). A request struck by a fault is not one of them: the fault decides
+        its fate."""
         with self._lock:
-            self._refusals.extend([(code, message)] * times)
-
-    def server_time_ms(self) -> int:
-        """The venue's clock in Unix milliseconds, skew included."""
-        return int(self._clock.time() * 1000) + self.skew_ms
+            self._refusals.extend([(code, list(args))] * times)
 
     # -- the venue ---------------------------------------------------------------------------
 
@@ -162,47 +197,38 @@ class FakeXT:
                 return _ok({"serverTime": self.server_time_ms()})
             if request.path == BALANCE_PATH and request.method == "GET":
                 return _answer(self._balance_query, request)
-            if request.path in {TIME_PATH, TRANSFER_PATH, BALANCE_PATH}:
+            if request.path == BALANCES_PATH and request.method == "GET":
+                return _answer(self._balances_query, request)
+            if request.path in {TIME_PATH, TRANSFER_PATH, BALANCE_PATH, BALANCES_PATH}:
                 return SimResponse.text(405, "Method Not Allowed")
             return SimResponse.text(404, "Not Found")
 
-    def _record(self, request: SimRequest, fault: Fault | None) -> None:
-        received = ReceivedRequest(
-            request=request, clock_time=self._clock.time(), real_time=time.time(), fault=fault
-        )
-        self._requests.append(received)
-
     def _transfer_endpoint(self, request: SimRequest) -> SimAction:
-        plan = self.faults
-        fault = plan.next_fault() if plan is not None else None
-        early = before_processing(fault)
-        if isinstance(early, Refuse):
-            return early
-        self._record(request, fault)
+        fault, early = self._strike(request)
         if early is not None:
             return early
         if self._refusals and fault is None:
-            return _error(*self._refusals.pop(0))
-        if plan is not None and fault is Fault.CLOCK_SKEW:
-            self.skew_ms += plan.skew_ms
-            return _error("AUTH_105", "request expired: timestamp outside the receive window")
+            code, args = self._refusals.pop(0)
+            return _error(code, args)
+        if self._skewed(fault):
+            return _error("AUTH_105")
         answer = _answer(self._transfer, request)
         if fault is Fault.TIMEOUT_CODE_AFTER:
-            return _error("TRANSFER_007", "request timed out; the transfer may have executed")
-        return answer if plan is None else after_processing(plan, fault, answer)
+            return _error("TRANSFER_007")
+        return self._after(fault, answer)
 
     def _transfer(self, request: SimRequest) -> SimResponse:
         self._authenticate(request)
         fields = _json_object(request.body)
         biz_id = fields.get("bizId")
         if not isinstance(biz_id, str) or not biz_id:
-            raise _Refused("FUND_017", "bizId is required")
+            raise _Refused("FUND_017", "bizId")
         if len(biz_id) > MAX_BIZ_ID_CHARS:
-            raise _Refused("FUND_017", f"bizId has more than {MAX_BIZ_ID_CHARS} characters")
+            raise _Refused("FUND_017", "bizId")
         if self.balance_checked_first:
             self._check_balance(fields)
         if biz_id in self._spent_biz_ids:
-            raise _Refused("TRANSFER_001", "duplicate request: this bizId was already used")
+            raise _Refused(self.duplicate_code)
         try:
             execution = self._execute(fields, biz_id)
         except _Refused:
@@ -214,36 +240,28 @@ class FakeXT:
     def _execute(self, fields: Mapping[str, object], biz_id: str) -> Execution:
         source, target = _account(fields, "from"), _account(fields, "to")
         if source == target:
-            raise _Refused("FUND_015", "from and to must be different accounts")
+            raise _Refused("FUND_015")
         currency = fields.get("currency")
         if not isinstance(currency, str) or currency not in self._currencies:
-            raise _Refused("CURRENCY_001", f"currency {currency!r} does not exist")
+            raise _Refused("CURRENCY_001")
         symbol = (
             self._symbol(fields.get("symbol"), currency) if "LEVER" in (source, target) else None
         )
         amount = _amount(fields.get("amount"))
         available = self._balances[source].get(currency, Decimal(0))
         if amount > available:
-            raise _Refused("FUND_002", "insufficient balance")
-        # Compute both sides before writing either: the move is all or nothing.
-        debited = _MONEY.subtract(available, amount)
-        credited = _MONEY.add(self._balances[target].get(currency, Decimal(0)), amount)
-        self._balances[source][currency] = debited
-        self._balances[target][currency] = credited
-        execution = Execution(
-            venue=self.name,
-            biz_id=biz_id,
-            from_account=source,
-            to_account=target,
+            raise _Refused("FUND_002")
+        execution = self._move(
+            source=source,
+            target=target,
             currency=currency,
             amount=amount,
             transfer_id=str(self._next_id),
-            executed_at=datetime.fromtimestamp(self._clock.time(), tz=timezone.utc),
+            biz_id=biz_id,
             symbol=symbol,
         )
         self._next_id += 1
         self._spent_biz_ids.add(biz_id)
-        self._audit.append(execution)
         return execution
 
     def _check_balance(self, fields: Mapping[str, object]) -> None:
@@ -251,109 +269,108 @@ class FakeXT:
         if not isinstance(currency, str) or currency not in self._currencies:
             return
         if _amount(fields.get("amount")) > self._balances[source].get(currency, Decimal(0)):
-            raise _Refused("FUND_002", "insufficient balance")
+            raise _Refused("FUND_002")
 
     def _symbol(self, value: object, currency: str) -> str:
         if not isinstance(value, str) or not value:
-            raise _Refused("FUND_016", "a LEVER transfer needs symbol")
+            raise _Refused("FUND_016", "symbol")
         match = _SYMBOL.fullmatch(value)
         pair = match.groups() if match else ()
         if not pair or not set(pair) <= self._currencies or currency not in pair:
-            raise _Refused("SYMBOL_001", f"symbol {value!r} does not exist for {currency}")
+            raise _Refused("SYMBOL_001")
         return value
 
     def _balance_query(self, request: SimRequest) -> SimResponse:
         self._authenticate(request)
         currency = dict(parse_qsl(request.query)).get("currency", "")
         if currency not in self._currencies:
-            raise _Refused("CURRENCY_001", f"currency {currency!r} does not exist")
+            raise _Refused("CURRENCY_001")
+        return _ok(self._asset(currency))
+
+    def _balances_query(self, request: SimRequest) -> SimResponse:
+        """``GET /v4/balances``: the spot account's assets, optionally ``currencies=a,b``."""
+        self._authenticate(request)
+        wanted = dict(parse_qsl(request.query)).get("currencies", "")
+        names = [c for c in wanted.split(",") if c] or sorted(self._currencies)
+        assets = [self._asset(c) for c in names if c in self._currencies]
+        return _ok({"totalUsdtAmount": "0", "totalBtcAmount": "0", "assets": assets})
+
+    def _asset(self, currency: str) -> dict[str, str]:
         amount = format(self._balances["SPOT"].get(currency, Decimal(0)), "f")
-        return _ok(
-            {
-                "currency": currency,
-                "availableAmount": amount,
-                "frozenAmount": "0",
-                "totalAmount": amount,
-            }
-        )
+        return {
+            "currency": currency,
+            "availableAmount": amount,
+            "frozenAmount": "0",
+            "totalAmount": amount,
+        }
 
     def _authenticate(self, request: SimRequest) -> None:
-        """Check the ``validate-*`` headers, the clock window and the signature, in that order."""
-        key = _header(request, "validate-appkey", "AUTH_001")
-        timestamp_text = _header(request, "validate-timestamp", "AUTH_002")
-        window_text = _header(request, "validate-recvwindow", "AUTH_003")
-        algorithm = _header(request, "validate-algorithms", "AUTH_005")
-        signature = _header(request, "validate-signature", "AUTH_007")
+        """Check the signing headers, the clock window and the signature, in that order.
+
+        Either spelling is accepted (``validate-*`` or ``xt-validate-*``); the one of
+        ``validate-appkey`` decides, and the string to sign uses it.
+        """
+        prefix = next(
+            (p for p in HEADER_PREFIXES if request.headers.get(f"{p}appkey")), HEADER_PREFIXES[0]
+        )
+        key = _header(request, f"{prefix}appkey", "AUTH_001")
+        timestamp_text = _header(request, f"{prefix}timestamp", "AUTH_002")
+        window_text = _header(request, f"{prefix}recvwindow", "AUTH_003")
+        algorithm = _header(request, f"{prefix}algorithms", "AUTH_005")
+        signature = _header(request, f"{prefix}signature", "AUTH_007")
         window = _integer(window_text)
         if window is None or not MIN_RECV_WINDOW_MS <= window <= MAX_RECV_WINDOW_MS:
-            raise _Refused("AUTH_004", "validate-recvwindow must be 2000..60000")
-        if algorithm != "HmacSHA256":
-            raise _Refused("AUTH_006", "validate-algorithms must be HmacSHA256")
+            raise _Refused("AUTH_004")
+        if algorithm not in ALGORITHMS:
+            raise _Refused("AUTH_006")
         timestamp = _integer(timestamp_text)
         if timestamp is None:
-            raise _Refused("AUTH_002", "validate-timestamp must be Unix milliseconds")
+            raise _Refused("AUTH_002")
         if key != self.api_key:
-            raise _Refused("AUTH_101", "api key does not exist")
+            raise _Refused("AUTH_101")
         server_ms = self.server_time_ms()
         if server_ms - timestamp >= window or timestamp - server_ms > MAX_AHEAD_MS:
-            raise _Refused("AUTH_105", "request expired: timestamp outside the receive window")
+            raise _Refused("AUTH_105")
         try:
             body = request.body.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Refused("AUTH_103", "signature error") from None
-        expected = sign(
-            api_key=key,
+            raise _Refused("AUTH_103") from None
+        expected = xt_signature(
             secret=self._secret,
+            prefix=prefix,
+            algorithm=algorithm,
+            api_key=key,
+            recv_window=window_text,
+            timestamp=timestamp_text,
             method=request.method,
             path=request.path,
-            timestamp_ms=timestamp,
-            recv_window_ms=window,
-            query=dict(parse_qsl(request.query, keep_blank_values=True)),
-            body=body or None,
+            query=request.query,
+            body=body,
         )
         if not hmac.compare_digest(signature.encode(), expected.encode()):
-            raise _Refused("AUTH_103", "signature error")
-
-
-def _initial_balances(
-    balances: Mapping[str, Mapping[str, Decimal]] | None,
-) -> dict[str, dict[str, Decimal]]:
-    if balances is None:
-        return _default_balances()
-    result: dict[str, dict[str, Decimal]] = {account: {} for account in NATIVE_ACCOUNTS}
-    for account, funds in balances.items():
-        if account not in result:
-            raise ValueError(f"{account!r} is not an XT account; use one of {NATIVE_ACCOUNTS}")
-        for currency, amount in funds.items():
-            if currency != currency.lower() or not isinstance(amount, Decimal) or amount < 0:
-                raise ValueError(
-                    "balances need lowercase currencies and non-negative Decimal amounts, "
-                    f"not {currency!r}: {amount!r}"
-                )
-            result[account][currency] = amount
-    return result
+            raise _Refused("AUTH_103")
 
 
 def _answer(handler: Callable[[SimRequest], SimResponse], request: SimRequest) -> SimResponse:
     try:
         return handler(request)
     except _Refused as refused:
-        return _error(refused.code, refused.message)
+        return _error(refused.code, refused.args_)
 
 
 def _ok(result: object) -> SimResponse:
     return SimResponse.json({"rc": 0, "mc": "SUCCESS", "ma": [], "result": result})
 
 
-def _error(code: str, message: str) -> SimResponse:
-    # XT answers business and auth refusals with HTTP 200 and rc=1.
-    return SimResponse.json({"rc": 1, "mc": code, "ma": [message], "result": None})
+def _error(code: str, args: Sequence[str] = ()) -> SimResponse:
+    # XT answers business and auth refusals with HTTP 200 and rc=1; ma holds arguments only.
+    return SimResponse.json({"rc": 1, "mc": code, "ma": list(args), "result": None})
 
 
 def _header(request: SimRequest, name: str, code: str) -> str:
     value = request.headers.get(name)
     if not value:
-        raise _Refused(code, f"missing request header {name}")
+        raise _Refused(code, name)
     return value
 
 
@@ -363,26 +380,31 @@ def _integer(text: str) -> int | None:
 
 def _json_object(body: bytes) -> Mapping[str, object]:
     try:
-        fields = json.loads(body)
+        fields = json.loads(body, parse_float=plain_decimal)
     except ValueError:
-        raise _Refused("FUND_017", "the body is not valid JSON") from None
+        raise _Refused("FUND_017") from None
     if not isinstance(fields, dict):
-        raise _Refused("FUND_017", "the body must be a JSON object")
+        raise _Refused("FUND_017")
     return fields
 
 
 def _account(fields: Mapping[str, object], name: str) -> str:
     value = fields.get(name)
     if not isinstance(value, str) or value not in NATIVE_ACCOUNTS:
-        raise _Refused("FUND_017", f"{name} must be one of {', '.join(NATIVE_ACCOUNTS)}")
+        raise _Refused("FUND_017", name)
     return value
 
 
 def _amount(value: object) -> Decimal:
-    if not isinstance(value, str) or not value:
-        raise _Refused("FUND_017", "amount must be a decimal string")
-    if len(value) > MAX_AMOUNT_CHARS:
-        raise _Refused("FUND_044", f"amount has more than {MAX_AMOUNT_CHARS} characters")
-    if not _PLAIN_DECIMAL.fullmatch(value) or not Decimal(value) > 0:
-        raise _Refused("FUND_017", "amount must be a plain positive decimal")
-    return Decimal(value)
+    """A plain decimal, as a JSON string (ccxt, xferkit) or a JSON number (XT.Net)."""
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        text = format(value, "f") if isinstance(value, Decimal) else str(value)
+    elif isinstance(value, str) and value:
+        text = value
+    else:
+        raise _Refused("FUND_017", "amount")
+    if len(text) > MAX_AMOUNT_CHARS:
+        raise _Refused("FUND_044", "amount")
+    if not _PLAIN_DECIMAL.fullmatch(text) or not Decimal(text) > 0:
+        raise _Refused("FUND_017", "amount")
+    return Decimal(text)

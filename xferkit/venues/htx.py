@@ -116,7 +116,8 @@ _OTHER_TRANSFER_TYPES = frozenset(
 )
 _OTHER_TRANSFER_PREFIXES = ("lock-", "user-lock-", "agency-")
 _KNOWN_TRANSFER_TYPES = frozenset().union(*TRANSFER_TYPES.values())
-_MARGIN_ACCOUNT = re.compile(r"[A-Z0-9]+(-[A-Z0-9]+)?")
+# htx.md: "USDT" (the cross margin account) or an isolated pair "BASE-QUOTE" (either case).
+_MARGIN_ACCOUNT = re.compile(r"USDT|[A-Z0-9]+-[A-Z0-9]+")
 
 
 def format_timestamp(timestamp_ms: int) -> str:
@@ -152,7 +153,9 @@ def _codes(first: int, last: int) -> set[str]:
     return {str(n) for n in range(first, last + 1)}
 
 
-_CLOCK_MESSAGES = ("invalid submission time", "incorrect time format")
+# Today's English wording, and the Chinese-only one older deployments answer
+# ("无效的提交时间" then "或时间格式错误", HTX's code 12001; "提交时间格式错误" when malformed).
+_CLOCK_MESSAGES = ("invalid submission time", "incorrect time format", "提交时间", "时间格式")
 _NOT_PROCESSED_AUTH = {"api-signature-not-valid", "login-required", "512", "513", "1003"}
 _NOT_PROCESSED_PERMISSION = {"403"}
 _NOT_PROCESSED_RATE = {"429", "base-request-exceed-frequency-limit", "rate-too-many-requests"}
@@ -429,6 +432,12 @@ class HTX:
 
     def classify_transfer(self, response: HttpResponse) -> Outcome:
         """Sort an answer to the transfer POST per the HTX table (shared/venues/htx.md)."""
+        if response.status == 403 and not _has_envelope(response):
+            # HTX lists a bare 403 (its gateway forbidding the request) as not processed.
+            error = PermissionDeniedError(
+                "HTTP 403 Forbidden", venue=self.name, code="403", http_status=403
+            )
+            return NotProcessed(error=error)
         envelope = http_triage(response, self.name)
         if not isinstance(envelope, dict):
             return envelope
@@ -556,6 +565,14 @@ def _ledger_row(item: object) -> LedgerRow:
     if not amount.is_finite():
         raise ValueError(f"ledger row with a non-finite amount {item!r}")
     return row
+
+
+def _has_envelope(response: HttpResponse) -> bool:
+    """Whether the answer is a JSON object (then its code, not its status, classifies it)."""
+    try:
+        return isinstance(response.json(), dict)
+    except ValueError:
+        return False
 
 
 def _signed_host(base_url: str) -> str:

@@ -347,8 +347,7 @@ class XT:
             return Succeeded(str(result))
         if not isinstance(code, str) or not code:
             return Ambiguous(reason=f"HTTP {status} without an error code")
-        message = _message(envelope) or code
-        return classify_code(code, message, http_status=status)
+        return classify_code(code, _message(envelope, code), http_status=status)
 
     def quota_pause(self, response: HttpResponse) -> float | None:
         """XT documents no quota headers: its 429s drive the limiter instead."""
@@ -365,8 +364,32 @@ class XT:
         return int(envelope["result"]["serverTime"])
 
 
-def _message(envelope: Mapping[str, object]) -> str:
+# What XT's codes mean (xt.md): XT's own ``ma`` holds only arguments, usually none, so the
+# error message says what the code means and adds the arguments when there are any.
+_MEANINGS: Mapping[str, str] = {
+    "AUTH_101": "api key does not exist",
+    "AUTH_102": "api key is not active",
+    "AUTH_103": "signature error",
+    "AUTH_104": "IP not whitelisted",
+    "AUTH_105": "timestamp outside the receive window",
+    "AUTH_106": "api key lacks permission",
+    "FUND_001": "duplicate request",
+    "FUND_002": "insufficient balance",
+    "FUND_015": "from and to must differ",
+    "FUND_016": "a LEVER transfer needs symbol",
+    "FUND_017": "invalid parameter",
+    "SYMBOL_001": "symbol does not exist",
+    "CURRENCY_001": "currency does not exist",
+    "TRANSFER_001": "duplicate request",
+    "TRANSFER_002": "insufficient balance",
+    "TRANSFER_007": "request timed out; the transfer may have executed",
+}
+
+
+def _message(envelope: Mapping[str, object], code: str) -> str:
     messages = envelope.get("ma")
-    if isinstance(messages, list) and messages:
-        return "; ".join(str(m) for m in messages)
-    return ""
+    arguments = messages if isinstance(messages, list) else []
+    meaning = _MEANINGS.get(code)
+    parts = [meaning] if meaning else []
+    parts.extend(str(m) for m in arguments)
+    return "; ".join(parts) or code
