@@ -36,16 +36,22 @@ def fake_htx(clock: VirtualClock, plan: FaultPlan) -> FakeHTX:
 
 @asynccontextmanager
 async def client_on(
-    fake: FakeHTX, clock: VirtualClock, journal: Journal
+    fake: FakeHTX,
+    clock: VirtualClock,
+    journal: Journal,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    deadline: float | None = DEADLINE,
 ) -> AsyncIterator[xferkit.Client]:
+    """A client with HTX's defaults on ``fake`` (through ``transport`` if given)."""
     async with (
-        httpx.AsyncClient(transport=FakeTransport(fake)) as http_client,
+        httpx.AsyncClient(transport=transport or FakeTransport(fake)) as http_client,
         xferkit.Client(
             xferkit.HTX(ACCESS_KEY, SECRET),  # default settle_seconds and rate limit
             journal=journal,
             http_client=http_client,
             clock=clock,
-            retry=xferkit.RetryPolicy(deadline=DEADLINE),
+            retry=xferkit.RetryPolicy(deadline=deadline),
         ) as client,
     ):
         yield client
@@ -232,16 +238,9 @@ async def test_a_lost_answer_right_after_an_identical_clean_success_settles_by_t
     1's row may lie before client 2's search window or inside it: the window reaches back to
     hold it whole, counts it as client 1's, and client 2's own row settles it at once.
     Before, that doubt left client 2's transfer UNKNOWN for good."""
-    async with (
-        httpx.AsyncClient(transport=LateAnswers(fake_htx, clock, 3.0)) as http_client,
-        xferkit.Client(
-            xferkit.HTX(ACCESS_KEY, SECRET),
-            journal=journal,
-            http_client=http_client,
-            clock=clock,
-            retry=xferkit.RetryPolicy(deadline=DEADLINE),
-        ) as first,
-    ):
+    async with client_on(
+        fake_htx, clock, journal, transport=LateAnswers(fake_htx, clock, 3.0)
+    ) as first:
         await first.transfer("htx", **args("25"), key="one")
     await clock.sleep(1)
     await journal.open()  # the first client closed it
@@ -311,16 +310,7 @@ async def test_the_settle_window_counts_from_the_end_of_an_attempt_that_timed_ou
     the window would end before the row shows and the transfer would be sent again; counted
     from the attempt's end, the row is found: one execution, SUCCEEDED by the ledger."""
     transport = SlowWireLaggingLedger(fake_htx, clock, wire=9.9, timeout=10.0, lag=2.0)
-    async with (
-        httpx.AsyncClient(transport=transport) as http_client,
-        xferkit.Client(
-            xferkit.HTX(ACCESS_KEY, SECRET),
-            journal=journal,
-            http_client=http_client,
-            clock=clock,
-            retry=xferkit.RetryPolicy(deadline=None),
-        ) as client,
-    ):
+    async with client_on(fake_htx, clock, journal, transport=transport, deadline=None) as client:
         receipt = await client.transfer("htx", **args("25"), key="late")
     assert receipt.status is TransferStatus.SUCCEEDED
     assert receipt.confirmed_by is Confirmation.LEDGER
@@ -351,16 +341,9 @@ async def test_a_lost_answer_is_found_when_the_clock_was_never_measured(
     still holds it. Not widened, the row is missed, judged absent, and sent a second time."""
     fake_htx.skew_ms = -60_000
     plan.force(Fault.DROP_AFTER)
-    async with (
-        httpx.AsyncClient(transport=TimeEndpointDownUntilATransfer(fake_htx)) as http_client,
-        xferkit.Client(
-            xferkit.HTX(ACCESS_KEY, SECRET),
-            journal=journal,
-            http_client=http_client,
-            clock=clock,
-            retry=xferkit.RetryPolicy(deadline=None),
-        ) as client,
-    ):
+    async with client_on(
+        fake_htx, clock, journal, transport=TimeEndpointDownUntilATransfer(fake_htx), deadline=None
+    ) as client:
         receipt = await client.transfer("htx", **args("25"), key="unmeasured")
     assert receipt.status is TransferStatus.SUCCEEDED
     assert receipt.confirmed_by is Confirmation.LEDGER
