@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from datetime import datetime, timezone
 from os import PathLike
 from types import TracebackType
-from typing import get_args
+from typing import Literal, get_args
 
 import anyio
 import anyio.abc
@@ -34,6 +34,7 @@ from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._settle import abandon_intent, default_settler, settle_intent
+from ._shared_rate import Limiter, RateStore
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
 from ._verdicts import receipt_from_intent
@@ -168,6 +169,10 @@ class Client:
         observers: called with each `xferkit.observe` event (attempts, transfers, ledger
             lookups, limiter waits, journal writes), e.g.
             `xferkit.otel.OpenTelemetryObserver`; one that raises never disturbs a transfer.
+        rate_store: where the venues' rate budgets live. ``"journal"`` (the default): in the
+            journal when it can hold them (`PostgresJournal`: one budget per venue account
+            for the whole fleet), else in this process; ``None``: always in this process;
+            or a `RateStore`.
     """
 
     def __init__(
@@ -183,6 +188,7 @@ class Client:
         retry_budget: RetryBudget | _Default | None = _Default.BUDGET,
         transport: Backend = "auto",
         observers: Iterable[Observer] = (),
+        rate_store: RateStore | Literal["journal"] | None = "journal",
     ) -> None:
         if not venues:
             raise InvalidRequestError("pass at least one venue, e.g. Client(XT(key, secret))")
@@ -205,6 +211,13 @@ class Client:
         if not isinstance(retry, RetryPolicy):
             raise InvalidRequestError(f"retry must be a xferkit.RetryPolicy, not {retry!r}")
         self._journal = open_journal(journal, clock)
+        if rate_store == "journal":
+            rate_store = self._journal if isinstance(self._journal, RateStore) else None
+        elif rate_store is not None and not isinstance(rate_store, RateStore):
+            raise InvalidRequestError(
+                f'rate_store must be "journal", None or a RateStore, not {rate_store!r}'
+            )
+        self._rate_store: RateStore | None = rate_store
         self._policy = retry
         self._timeout = float(timeout)
         if transport not in get_args(Backend):
@@ -269,7 +282,7 @@ class Client:
             self._runtimes[name] = VenueRuntime(
                 venue=venue,
                 server_clock=ServerClock(self._clock, self._server_time_reader(venue, transport)),
-                limiter=RateLimiter(venue.rate_limit, self._clock),
+                limiter=self._limiter(venue),
             )
         # Batches run their workers here, so no task outlives the client (and none is
         # started inside an async generator, whose cancel scopes cannot span a yield).
@@ -278,6 +291,14 @@ class Client:
         self._tasks = tasks
         self._state = _State.OPEN
         return self
+
+    def _limiter(self, venue: Venue) -> Limiter:
+        """The venue's rate limiter: the fleet's shared budget for its account, if any."""
+        if self._rate_store is None:
+            return RateLimiter(venue.rate_limit, self._clock)
+        return self._rate_store.rate_limiter(
+            venue.name, venue.account, venue.rate_limit, self._clock
+        )
 
     async def _adopt_legacy_rows(self) -> None:
         """Give this client's accounts the rows from xferkit 0.1 (no account) they can prove.
