@@ -156,3 +156,29 @@ async def test_accounts_have_budgets_of_their_own() -> None:
     finally:
         await journal.aclose()
         await drop_schema(dsn, schema)
+
+
+async def test_a_schema_3_journal_gains_the_rate_budgets_table() -> None:
+    """A schema at version 3 (no rate budgets) is migrated to 4 on open, keeping its rows,
+    and its budget works at once."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    journal = PostgresJournal(dsn, schema=schema)
+    await journal.open()
+    try:
+        await journal._run(
+            lambda c: c.execute(
+                f"DROP TABLE {schema}.rate_budgets; UPDATE {schema}.meta SET version = 3"  # noqa: S608
+            )
+        )
+        await journal.aclose()
+        journal = PostgresJournal(dsn, schema=schema)
+        await journal.open()
+        version = await journal._run(
+            lambda c: c.fetchval(f"SELECT max(version) FROM {schema}.meta")  # noqa: S608
+        )
+        assert version == 4
+        assert await journal.rate_limiter("xt", "acct", 10.0, SYSTEM_CLOCK).acquire()
+    finally:
+        await journal.aclose()
+        await drop_schema(dsn, schema)
