@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import anyio
+import pytest
 
+import xferkit
 from xferkit import PostgresJournal
 from xferkit._clock import SYSTEM_CLOCK
-from xferkit._ratelimit import HEADROOM
+from xferkit._ratelimit import HEADROOM, RateLimiter
+from xferkit._shared_rate import SharedLimiter
 
 from ..postgres import drop_schema, require_postgres, unique_schema
 
@@ -182,3 +185,23 @@ async def test_a_schema_3_journal_gains_the_rate_budgets_table() -> None:
     finally:
         await journal.aclose()
         await drop_schema(dsn, schema)
+
+
+async def test_a_postgres_client_takes_its_slots_from_the_shared_budget(tmp_path: Path) -> None:
+    """A client on a PostgreSQL journal uses the fleet's budget by default; rate_store=None
+    and a SQLite journal keep the in-process limiter; anything else is refused."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    xt = xferkit.XT("fleet-key", "fleet-secret")
+    try:
+        async with xferkit.Client(xt, journal=PostgresJournal(dsn, schema=schema)) as client:
+            assert isinstance(client._runtimes["xt"].limiter, SharedLimiter)
+        own = xferkit.Client(xt, journal=PostgresJournal(dsn, schema=schema), rate_store=None)
+        async with own:
+            assert isinstance(own._runtimes["xt"].limiter, RateLimiter)
+    finally:
+        await drop_schema(dsn, schema)
+    async with xferkit.Client(xt, journal=tmp_path / "j.sqlite3") as client:
+        assert isinstance(client._runtimes["xt"].limiter, RateLimiter)
+    with pytest.raises(xferkit.InvalidRequestError, match="rate_store"):
+        xferkit.Client(xt, journal=tmp_path / "j.sqlite3", rate_store="redis")  # type: ignore[arg-type]
