@@ -34,7 +34,7 @@ import anyio
 from ._clock import Clock
 from ._ratelimit import HEADROOM, _pause
 
-__all__ = ["Limiter", "RateStore", "SharedLimiter"]
+__all__ = ["Budget", "Limiter", "PostgresBudget", "RateStore", "SharedLimiter"]
 
 DECREASE = 0.5  # as RateLimiter: halve on a refusal for rate
 RECOVERY_PER_SECOND = 0.1  # share of the configured rate regained per refusal-free second
@@ -60,6 +60,20 @@ class RateStore(Protocol):
 
     def rate_limiter(self, venue: str, account: str, rate: float, clock: Clock) -> Limiter:
         """The limiter for ``(venue, account)``, aiming at ``rate`` requests a second."""
+
+
+class Budget(Protocol):
+    """One account's shared budget in a store; times are the store's clock, in seconds."""
+
+    async def take(self, rate: float, max_wait: float | None) -> float | None:
+        """Take the next slot at most ``rate``/s; the seconds until it starts, or ``None``
+        (nothing taken) if it would start more than ``max_wait`` seconds from now."""
+
+    async def report(self, rate: float, *, halve: bool, pause: float | None) -> None:
+        """Record a refusal for rate (``halve``) or a quota pause, with its hold-off."""
+
+    async def state(self) -> tuple[float, float]:
+        """The rate allowed now, and the seconds until the hold-off ends (negative: none)."""
 
 
 # Runs a statement in the store: ``run(sql, *args)`` returns the rows (as mappings).
@@ -125,34 +139,64 @@ def _throttle_sql(table: str) -> str:
         WHERE venue = $1 AND account = $2"""  # noqa: S608 - checked identifier
 
 
+class PostgresBudget:
+    """A `Budget` in a PostgreSQL table (`budget_table_sql`), one row per venue account."""
+
+    def __init__(self, execute: Execute, *, table: str, venue: str, account: str) -> None:
+        self._execute = execute
+        self._table = table
+        self._key = (venue, account)
+        self._created = False
+
+    async def _ensure(self, rate: float) -> None:
+        if not self._created:
+            await self._execute(
+                f"INSERT INTO {self._table} (venue, account, rate) VALUES ($1, $2, $3) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                *self._key,
+                rate,
+            )
+            self._created = True
+
+    async def take(self, rate: float, max_wait: float | None) -> float | None:
+        """One ``UPDATE`` of the row (`_take_sql`); the wait, or ``None`` if refused."""
+        await self._ensure(rate)
+        rows = await self._execute(_take_sql(self._table), *self._key, rate, max_wait)
+        if not rows:
+            return None
+        return float(rows[0]["slot"]) - float(rows[0]["now"])
+
+    async def report(self, rate: float, *, halve: bool, pause: float | None) -> None:
+        """One ``UPDATE`` of the row (`_throttle_sql`)."""
+        await self._ensure(rate)
+        await self._execute(_throttle_sql(self._table), *self._key, rate, halve, pause)
+
+    async def state(self) -> tuple[float, float]:
+        """The row's rate and the seconds until its hold-off ends."""
+        rows = await self._execute(
+            f"SELECT rate, CASE WHEN isfinite(hold_until) THEN "  # noqa: S608
+            "extract(epoch FROM hold_until - clock_timestamp()) END AS hold "
+            f"FROM {self._table} WHERE venue = $1 AND account = $2",
+            *self._key,
+        )
+        hold = rows[0]["hold"]
+        return float(rows[0]["rate"]), -math.inf if hold is None else float(hold)
+
+
 class SharedLimiter:
-    """A `Limiter` whose budget is one row in a database shared by the fleet.
+    """A `Limiter` whose budget is shared by the fleet in a store (a database row).
 
     Args:
-        execute: runs one statement in the store and returns its rows.
-        table: the budget table (``schema.rate_budgets``).
-        venue, account: whose budget (the account fingerprint, not the API key).
+        budget: the account's budget in the store.
         rate: this worker's configured ceiling, requests a second (less `HEADROOM`).
         clock: the client's clock, on which ``deadline_at`` is given and waits are slept.
     """
 
-    def __init__(
-        self,
-        execute: Execute,
-        *,
-        table: str,
-        venue: str,
-        account: str,
-        rate: float,
-        clock: Clock,
-    ) -> None:
-        self._execute = execute
-        self._table = table
-        self._key = (venue, account)
+    def __init__(self, budget: Budget, *, rate: float, clock: Clock) -> None:
+        self._budget = budget
         self._configured = rate * HEADROOM
         self._clock = clock
-        self._created = False
-        # (halve, hold-off seconds or None) reported since the last write to the row.
+        # (halve, hold-off seconds or None) reported since the last write to the store.
         self._pending: list[tuple[bool, float | None]] = []
         self._queue = anyio.Lock()
 
@@ -182,12 +226,9 @@ class SharedLimiter:
                 max_wait = deadline_at - self._clock.monotonic()
                 if max_wait < 0:
                     return False
-            rows = await self._execute(
-                _take_sql(self._table), *self._key, self._configured, max_wait
-            )
-            if not rows:
+            wait = await self._budget.take(self._configured, max_wait)
+            if wait is None:
                 return False
-            wait = float(rows[0]["slot"]) - float(rows[0]["now"])
             if wait > 0:
                 await self._clock.sleep(wait)
             return True
@@ -197,7 +238,7 @@ class SharedLimiter:
     def throttled(self, retry_after: float | None, *, cap: float | None = None) -> None:
         """The venue refused for rate: halve the fleet's rate (once an episode) and hold off.
 
-        Written to the shared row at this process's next `acquire`.
+        Written to the store at this process's next `acquire`.
         """
         self._pending.append((True, _pause(retry_after, cap)))
 
@@ -208,30 +249,14 @@ class SharedLimiter:
             self._pending.append((False, pause))
 
     async def _flush(self) -> None:
-        """Create the row on first use, and write the refusals reported since last time."""
-        if not self._created:
-            await self._execute(
-                f"INSERT INTO {self._table} (venue, account, rate) VALUES ($1, $2, $3) "  # noqa: S608
-                "ON CONFLICT DO NOTHING",
-                *self._key,
-                self._configured,
-            )
-            self._created = True
+        """Write the refusals reported since last time."""
         while self._pending:
             halve, pause = self._pending[0]
-            await self._execute(
-                _throttle_sql(self._table), *self._key, self._configured, halve, pause
-            )
+            await self._budget.report(self._configured, halve=halve, pause=pause)
             del self._pending[0]
 
     async def state(self) -> dict[str, float]:
-        """The row as the fleet sees it: ``rate`` and the seconds until ``hold_until``."""
+        """The budget as the fleet sees it: ``rate`` and the seconds until the hold-off ends."""
         await self._flush()
-        rows = await self._execute(
-            f"SELECT rate, CASE WHEN isfinite(hold_until) THEN "  # noqa: S608
-            "extract(epoch FROM hold_until - clock_timestamp()) END AS hold "
-            f"FROM {self._table} WHERE venue = $1 AND account = $2",
-            *self._key,
-        )
-        hold = rows[0]["hold"]
-        return {"rate": float(rows[0]["rate"]), "hold": -math.inf if hold is None else float(hold)}
+        rate, hold = await self._budget.state()
+        return {"rate": rate, "hold": hold}

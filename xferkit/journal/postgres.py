@@ -25,7 +25,7 @@ import anyio
 from .._clock import Clock
 from .._exceptions import JournalError
 from .._models import TransferStatus
-from .._shared_rate import SharedLimiter, budget_table_sql
+from .._shared_rate import PostgresBudget, SharedLimiter, budget_table_sql
 from ._base import (
     LEGACY_ACCOUNT,
     UNRESOLVED_STATUSES,
@@ -306,14 +306,10 @@ class PostgresJournal:
         async def execute(sql: str, *args: object) -> list[Any]:
             return await self._run(lambda connection: connection.fetch(sql, *args))
 
-        return SharedLimiter(
-            execute,
-            table=f"{self.schema}.rate_budgets",
-            venue=venue,
-            account=account,
-            rate=rate,
-            clock=clock,
+        budget = PostgresBudget(
+            execute, table=f"{self.schema}.rate_budgets", venue=venue, account=account
         )
+        return SharedLimiter(budget, rate=rate, clock=clock)
 
     # -- lifecycle --------------------------------------------------------------------------
 
