@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, I
 from datetime import datetime, timezone
 from os import PathLike
 from types import TracebackType
-from typing import Literal, get_args
+from typing import get_args
 
 import anyio
 import anyio.abc
@@ -32,6 +32,7 @@ from ._exceptions import (
 )
 from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
+from ._redis_rate import RedisRateStore
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._settle import abandon_intent, default_settler, settle_intent
 from ._shared_rate import Limiter, RateStore
@@ -171,8 +172,8 @@ class Client:
             `xferkit.otel.OpenTelemetryObserver`; one that raises never disturbs a transfer.
         rate_store: where the venues' rate budgets live. ``"journal"`` (the default): in the
             journal when it can hold them (`PostgresJournal`: one budget per venue account
-            for the whole fleet), else in this process; ``None``: always in this process;
-            or a `RateStore`.
+            for the whole fleet), else in this process; a ``redis://`` URL: in Redis (the
+            ``redis`` extra); ``None``: always in this process; or a `RateStore`.
     """
 
     def __init__(
@@ -188,7 +189,7 @@ class Client:
         retry_budget: RetryBudget | _Default | None = _Default.BUDGET,
         transport: Backend = "auto",
         observers: Iterable[Observer] = (),
-        rate_store: RateStore | Literal["journal"] | None = "journal",
+        rate_store: RateStore | str | None = "journal",
     ) -> None:
         if not venues:
             raise InvalidRequestError("pass at least one venue, e.g. Client(XT(key, secret))")
@@ -211,11 +212,16 @@ class Client:
         if not isinstance(retry, RetryPolicy):
             raise InvalidRequestError(f"retry must be a xferkit.RetryPolicy, not {retry!r}")
         self._journal = open_journal(journal, clock)
+        # A Redis store made from a URL here is closed with the client.
+        self._owned_store: RedisRateStore | None = None
         if rate_store == "journal":
             rate_store = self._journal if isinstance(self._journal, RateStore) else None
+        elif isinstance(rate_store, str) and rate_store.startswith(("redis://", "rediss://")):
+            rate_store = self._owned_store = RedisRateStore(rate_store)
         elif rate_store is not None and not isinstance(rate_store, RateStore):
             raise InvalidRequestError(
-                f'rate_store must be "journal", None or a RateStore, not {rate_store!r}'
+                'rate_store must be "journal", a redis:// URL, None or a RateStore, '
+                f"not {rate_store!r}"
             )
         self._rate_store: RateStore | None = rate_store
         self._policy = retry
@@ -352,6 +358,8 @@ class Client:
             if self._transport is not None:
                 await self._transport.aclose()
             await self._journal.aclose()
+            if self._owned_store is not None:
+                await self._owned_store.aclose()
 
     def _server_time_reader(
         self, venue: Venue, transport: Transport
