@@ -2,10 +2,11 @@
 
 Venues limit per account (HTX: transfers per UID, over all its API keys), not per process, so a
 fleet's workers take their send slots from one budget kept where they all meet: the journal's
-PostgreSQL database. Each slot is one short ``UPDATE`` of the account's row (no lock is held
-across HTTP), judged by the database's clock, so hosts whose clocks disagree still space their
-requests by the same timeline. The in-process `RateLimiter` remains for SQLite and memory
-journals, and the shapes are the same: GCRA with a burst of one, AIMD on a venue's refusal.
+PostgreSQL database (`PostgresBudget`), or Redis (`xferkit._redis_rate`). Each slot is one
+short ``UPDATE`` of the account's row (no lock is held across HTTP), judged by the database's
+clock, so hosts whose clocks disagree still space their requests by the same timeline. The
+in-process `RateLimiter` remains for SQLite and memory journals, and the shapes are the same:
+GCRA with a burst of one, AIMD on a venue's refusal.
 
 Not pyrate-limiter or ``limits``: their PostgreSQL / Redis buckets use their own connections
 and the host's clock (a skewed host would overspend the budget), they have no adaptive rate
