@@ -30,6 +30,7 @@ from ._exceptions import (
 )
 from ._models import Confirmation, Receipt, TransferRequest, TransferStatus
 from ._retry import RetryBudget, RetryPolicy
+from ._shared_rate import Limiter, RateStore
 from .journal import Journal, MemoryJournal, PostgresJournal, SqliteJournal
 from .venues.htx import HTX
 from .venues.xt import XT
@@ -53,10 +54,12 @@ __all__ = [
     "InvalidRequestError",
     "Journal",
     "JournalError",
+    "Limiter",
     "MemoryJournal",
     "PermissionDeniedError",
     "PostgresJournal",
     "RateLimitError",
+    "RateStore",
     "Receipt",
     "RetryBudget",
     "RetryPolicy",

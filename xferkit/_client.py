@@ -32,8 +32,10 @@ from ._exceptions import (
 )
 from ._models import Amount, Receipt, TransferRequest, TransferStatus
 from ._ratelimit import RateLimiter
+from ._redis_rate import RedisRateStore
 from ._retry import DEFAULT_RETRY_POLICY, RetryBudget, RetryPolicy
 from ._settle import abandon_intent, default_settler, settle_intent
+from ._shared_rate import Limiter, RateStore
 from ._transport import Backend, HttpClient, Transport
 from ._validation import check_key
 from ._verdicts import receipt_from_intent
@@ -168,6 +170,10 @@ class Client:
         observers: called with each `xferkit.observe` event (attempts, transfers, ledger
             lookups, limiter waits, journal writes), e.g.
             `xferkit.otel.OpenTelemetryObserver`; one that raises never disturbs a transfer.
+        rate_store: where the venues' rate budgets live. ``"journal"`` (the default): in the
+            journal when it can hold them (`PostgresJournal`: one budget per venue account
+            for the whole fleet), else in this process; a ``redis://`` URL: in Redis (the
+            ``redis`` extra); ``None``: always in this process; or a `RateStore`.
     """
 
     def __init__(
@@ -183,6 +189,7 @@ class Client:
         retry_budget: RetryBudget | _Default | None = _Default.BUDGET,
         transport: Backend = "auto",
         observers: Iterable[Observer] = (),
+        rate_store: RateStore | str | None = "journal",
     ) -> None:
         if not venues:
             raise InvalidRequestError("pass at least one venue, e.g. Client(XT(key, secret))")
@@ -205,6 +212,18 @@ class Client:
         if not isinstance(retry, RetryPolicy):
             raise InvalidRequestError(f"retry must be a xferkit.RetryPolicy, not {retry!r}")
         self._journal = open_journal(journal, clock)
+        # A Redis store made from a URL here is closed with the client.
+        self._owned_store: RedisRateStore | None = None
+        if rate_store == "journal":
+            rate_store = self._journal if isinstance(self._journal, RateStore) else None
+        elif isinstance(rate_store, str) and rate_store.startswith(("redis://", "rediss://")):
+            rate_store = self._owned_store = RedisRateStore(rate_store)
+        elif rate_store is not None and not isinstance(rate_store, RateStore):
+            raise InvalidRequestError(
+                'rate_store must be "journal", a redis:// URL, None or a RateStore, '
+                f"not {rate_store!r}"
+            )
+        self._rate_store: RateStore | None = rate_store
         self._policy = retry
         self._timeout = float(timeout)
         if transport not in get_args(Backend):
@@ -269,7 +288,7 @@ class Client:
             self._runtimes[name] = VenueRuntime(
                 venue=venue,
                 server_clock=ServerClock(self._clock, self._server_time_reader(venue, transport)),
-                limiter=RateLimiter(venue.rate_limit, self._clock),
+                limiter=self._limiter(venue),
             )
         # Batches run their workers here, so no task outlives the client (and none is
         # started inside an async generator, whose cancel scopes cannot span a yield).
@@ -278,6 +297,14 @@ class Client:
         self._tasks = tasks
         self._state = _State.OPEN
         return self
+
+    def _limiter(self, venue: Venue) -> Limiter:
+        """The venue's rate limiter: the fleet's shared budget for its account, if any."""
+        if self._rate_store is None:
+            return RateLimiter(venue.rate_limit, self._clock)
+        return self._rate_store.rate_limiter(
+            venue.name, venue.account, venue.rate_limit, self._clock
+        )
 
     async def _adopt_legacy_rows(self) -> None:
         """Give this client's accounts the rows from xferkit 0.1 (no account) they can prove.
@@ -331,6 +358,8 @@ class Client:
             if self._transport is not None:
                 await self._transport.aclose()
             await self._journal.aclose()
+            if self._owned_store is not None:
+                await self._owned_store.aclose()
 
     def _server_time_reader(
         self, venue: Venue, transport: Transport

@@ -12,7 +12,7 @@ import attrs
 
 from ._clock import Clock, ServerClock
 from ._outcomes import Ambiguous, NotProcessed
-from ._ratelimit import RateLimiter
+from ._shared_rate import Limiter
 from ._transport import SendError
 from .journal._base import Intent
 from .venues._base import AmbiguityPolicy, TransferSpec, Venue
@@ -24,11 +24,12 @@ _log = logging.getLogger("xferkit.engine")
 
 @attrs.define
 class VenueRuntime:
-    """A venue together with its per-client state: its clock offset and its rate limiter."""
+    """A venue together with its per-client state: its clock offset and its rate limiter
+    (in process, or a fleet's shared budget)."""
 
     venue: Venue
     server_clock: ServerClock
-    limiter: RateLimiter
+    limiter: Limiter  # a `RateLimiter` in process, or the fleet's shared budget
 
 
 @attrs.frozen

@@ -249,4 +249,4 @@ async def test_a_schema_2_postgres_journal_gains_movements_and_keeps_its_intents
             await journal.aclose()
     finally:
         await drop_schema(dsn, schema)
-    assert version == 3
+    assert version == 4

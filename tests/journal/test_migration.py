@@ -239,7 +239,7 @@ async def test_an_upgraded_postgres_journal_keeps_every_row() -> None:
     }
     assert adopted is not None
     assert [r.key for r in mine] == ["xt-open"]
-    assert version == 3
+    assert version == 4
 
 
 async def test_a_schema_2_sqlite_journal_gains_attempts_end_venue_ms_and_keeps_its_rows(

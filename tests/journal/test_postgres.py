@@ -28,7 +28,7 @@ async def test_processes_starting_at_once_migrate_the_schema_once() -> None:
         connection = await asyncpg.connect(dsn)
         versions = await connection.fetch(f"SELECT version FROM {schema}.meta")  # noqa: S608
         await connection.close()
-        assert [row["version"] for row in versions] == [3]  # schema 3: movements, attempts_end
+        assert [row["version"] for row in versions] == [4]  # schema 4: rate_budgets
     finally:
         for journal in journals:
             await journal.aclose()

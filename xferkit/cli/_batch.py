@@ -29,6 +29,8 @@ from .._validation import amount_text
 from ._common import (
     EXIT_OK,
     EXIT_UNRESOLVED,
+    JournalLocation,
+    client_journal,
     journal_option,
     journal_to_write,
     run_async,
@@ -92,7 +94,9 @@ class Tally:
         """0 when every row succeeded, else 1."""
         return EXIT_OK if self.succeeded == self.rows else EXIT_UNRESOLVED
 
-    def summary_json(self, *, plan: Path, journal: Path, elapsed: float) -> dict[str, object]:
+    def summary_json(
+        self, *, plan: Path, journal: JournalLocation, elapsed: float
+    ) -> dict[str, object]:
         """The final summary object of ``--json`` (docs/cli.md)."""
         return {
             "type": "summary",
@@ -171,7 +175,7 @@ def batch(
     htx_base_url: str | None,
     rate_limits: dict[str, float],
     check_only: bool,
-    journal_path: Path,
+    journal_path: JournalLocation,
     as_json: bool,
 ) -> None:
     """Run every transfer in PLAN (CSV or JSON lines), each exactly once, several at a time.
@@ -248,7 +252,7 @@ def _interrupted_line(tally: Tally, *, plan: Path, total: int) -> str:
 
 async def _run(
     reader: PlanReader,
-    journal: Path,
+    journal: JournalLocation,
     total: int,
     concurrency: int,
     tally: Tally,
@@ -297,7 +301,7 @@ async def _run(
         _note_in_flight(tally, pending),
     ):
         task = progress.task_ids[0]
-        async with Client(*reader.venues.values(), journal=journal) as client:
+        async with Client(*reader.venues.values(), journal=client_journal(journal)) as client:
             async for result in client.transfer_many(requests(), concurrency=concurrency):
                 key = _key_of(result)
                 if key not in pending:
@@ -344,7 +348,7 @@ def _echo_line(value: object) -> None:
 
 
 def _print_summary(
-    tally: Tally, *, plan: Path, journal: Path, elapsed: float, final: bool = True
+    tally: Tally, *, plan: Path, journal: JournalLocation, elapsed: float, final: bool = True
 ) -> None:
     """The summary table, the rows that did not succeed, and a line that says the exit status.
 

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
+import attrs
 import click
 
 from .._client import JOURNAL_ENV
 from .._exceptions import XferError
 from .._models import TransferStatus
-from ..journal import DEFAULT_JOURNAL_PATH, SqliteJournal
+from ..journal import DEFAULT_JOURNAL_PATH, PostgresJournal, SqliteJournal
 
 __all__ = [
     "EXIT_ERROR",
@@ -28,7 +30,10 @@ __all__ = [
     "JOURNAL_ENVVAR",
     "UNRESOLVED",
     "CliError",
+    "JournalDsn",
+    "JournalLocation",
     "NotFoundError",
+    "client_journal",
     "existing_journal",
     "journal_option",
     "journal_to_write",
@@ -59,6 +64,60 @@ class NotFoundError(CliError):
     exit_code = EXIT_UNRESOLVED
 
 
+@attrs.frozen
+class JournalDsn:
+    """A PostgreSQL journal given as ``--journal postgresql://...``; prints without its password.
+
+    The DSN itself is never shown (``repr`` hides it, ``str`` masks the password), so tables,
+    summaries and error messages that name the journal cannot leak the credential.
+    """
+
+    dsn: str = attrs.field(repr=False)
+
+    def __str__(self) -> str:
+        parts = urlsplit(self.dsn)
+        if parts.password is None:
+            return self.dsn
+        user, _, host = parts.netloc.rpartition("@")
+        name = user.partition(":")[0]
+        return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
+
+    def journal(self) -> PostgresJournal:
+        """A (closed) `PostgresJournal` on this DSN; its ``schema=`` query parameter (not
+        one of PostgreSQL's) names the journal's schema, ``xferkit`` by default."""
+        parts = urlsplit(self.dsn)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schemas = [value for name, value in query if name == "schema"]
+        rest = urlencode([(name, value) for name, value in query if name != "schema"])
+        dsn = urlunsplit(parts._replace(query=rest))
+        if not schemas:
+            return PostgresJournal(dsn)
+        return PostgresJournal(dsn, schema=schemas[-1])
+
+
+JournalLocation: TypeAlias = Path | JournalDsn
+"""What ``--journal`` names: a SQLite file, or a PostgreSQL journal's DSN."""
+
+
+class _JournalParam(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2
+    """``--journal``: a ``postgresql://`` DSN, else a SQLite file's path."""
+
+    name = "journal"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Path | JournalDsn):
+            return value
+        text = str(value)
+        if text.startswith(("postgresql://", "postgres://")):
+            return JournalDsn(text)
+        return Path(text)
+
+
+def client_journal(location: JournalLocation) -> Path | PostgresJournal:
+    """What ``Client(journal=...)`` takes for ``location``."""
+    return location.journal() if isinstance(location, JournalDsn) else location
+
+
 def journal_option(*, inherited: bool = False) -> Callable[[_F], _F]:
     """The ``--journal PATH`` option.
 
@@ -71,58 +130,58 @@ def journal_option(*, inherited: bool = False) -> Callable[[_F], _F]:
         return click.option(
             "--journal",
             "journal_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            metavar="PATH",
+            type=_JournalParam(),
+            metavar="PATH|DSN",
             default=None,
-            help="The SQLite journal file (overrides the group's --journal).",
+            help="The SQLite journal file or a postgresql:// DSN (overrides the group's).",
         )
     return click.option(
         "--journal",
         "journal_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        metavar="PATH",
+        type=_JournalParam(),
+        metavar="PATH|DSN",
         default=DEFAULT_JOURNAL_PATH,
         envvar=JOURNAL_ENVVAR,
         show_envvar=True,
         show_default="~/.xferkit/journal.sqlite3",
-        help="The SQLite journal file.",
+        help="The SQLite journal file, or a postgresql:// DSN (a fleet's journal).",
     )
 
 
-def _sqlite_path(path: Path) -> Path:
-    if path.parts and path.parts[0] in ("postgresql:", "postgres:"):
-        raise CliError("the command line reads SQLite journals only; pass the journal's file")
-    return path.expanduser()
-
-
-def require_journal(path: Path) -> Path:
+def require_journal(path: JournalLocation) -> JournalLocation:
     """Return the expanded path of an existing journal, or fail with exit code 2.
 
     Checked before opening because opening a SQLite journal creates it: a mistyped path must
     not read as an empty journal (for ``resume``, as "nothing left to settle").
     """
-    expanded = _sqlite_path(path)
+    if isinstance(path, JournalDsn):
+        return path  # opening it is the check: an unreachable database is an error
+    expanded = path.expanduser()
     if not expanded.is_file():
         raise CliError(f"no journal at {expanded}")
     return expanded
 
 
-def journal_to_write(path: Path) -> Path:
+def journal_to_write(path: JournalLocation) -> JournalLocation:
     """Return the expanded path of a journal that commands recording new intents may create.
 
     ``transfer`` and ``batch`` create the journal (and its directory) if it is missing: they
     record intents rather than read old ones, so a new file is not a silent empty answer.
     """
-    expanded = _sqlite_path(path)
+    if isinstance(path, JournalDsn):
+        return path
+    expanded = path.expanduser()
     if expanded.is_dir():
         raise CliError(f"{expanded} is a directory; pass the journal's file")
     return expanded
 
 
 @contextlib.asynccontextmanager
-async def existing_journal(path: Path) -> AsyncIterator[SqliteJournal]:
+async def existing_journal(
+    path: JournalLocation,
+) -> AsyncIterator[SqliteJournal | PostgresJournal]:
     """Open the journal at ``path`` (already checked by `require_journal`) and close it after."""
-    journal = SqliteJournal(path)
+    journal = path.journal() if isinstance(path, JournalDsn) else SqliteJournal(path)
     await journal.open()
     try:
         yield journal

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import click
 from rich.table import Table
@@ -21,6 +20,7 @@ from ..journal import Intent
 from ..venues._base import TransferSpec
 from ._common import (
     UNRESOLVED,
+    JournalLocation,
     NotFoundError,
     existing_journal,
     journal_option,
@@ -98,7 +98,7 @@ def _retention(ctx: click.Context, param: click.Parameter, value: str) -> timede
 @click.group("journal")
 @journal_option()
 @click.pass_context
-def journal(ctx: click.Context, journal_path: Path) -> None:
+def journal(ctx: click.Context, journal_path: JournalLocation) -> None:
     """Inspect the journal of transfer intents, and prune settled ones.
 
     Nothing is sent to a venue. The journal must exist: these commands never create one.
@@ -106,9 +106,9 @@ def journal(ctx: click.Context, journal_path: Path) -> None:
     ctx.meta[_META_KEY] = journal_path
 
 
-def journal_path_of(ctx: click.Context, own: Path | None) -> Path:
+def journal_path_of(ctx: click.Context, own: JournalLocation | None) -> JournalLocation:
     """The subcommand's --journal if given, else the group's (flag, $XFERKIT_JOURNAL, default)."""
-    chosen: Path = own if own is not None else ctx.meta[_META_KEY]
+    chosen: JournalLocation = own if own is not None else ctx.meta[_META_KEY]
     return require_journal(chosen)
 
 
@@ -133,7 +133,7 @@ def journal_path_of(ctx: click.Context, own: Path | None) -> Path:
 def ls(
     ctx: click.Context,
     *,
-    journal_path: Path | None,
+    journal_path: JournalLocation | None,
     states: tuple[str, ...],
     unresolved: bool,
     limit: int | None,
@@ -189,7 +189,7 @@ def show(
     ctx: click.Context,
     *,
     key: str,
-    journal_path: Path | None,
+    journal_path: JournalLocation | None,
     venue: str | None,
     account: str | None,
     as_json: bool,
@@ -211,7 +211,7 @@ def show(
 
 
 def one_intent(
-    found: list[Intent], key: str, path: Path, *, venue: str | None, account: str | None
+    found: list[Intent], key: str, path: JournalLocation, *, venue: str | None, account: str | None
 ) -> Intent:
     """The one intent under ``key`` that ``--venue``/``--account`` leave, or a clear error."""
     matches = [
@@ -296,7 +296,7 @@ def _intent_table(intent: Intent) -> Table:
 def prune(
     ctx: click.Context,
     *,
-    journal_path: Path | None,
+    journal_path: JournalLocation | None,
     older_than: timedelta,
     as_json: bool,
 ) -> None:

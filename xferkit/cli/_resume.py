@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import attrs
 import click
@@ -24,6 +23,8 @@ from ._common import (
     EXIT_UNRESOLVED,
     UNRESOLVED,
     CliError,
+    JournalLocation,
+    client_journal,
     journal_option,
     require_journal,
     run_async,
@@ -110,7 +111,7 @@ class _Outcome:
 @verbosity_options
 def resume(
     *,
-    journal_path: Path,
+    journal_path: JournalLocation,
     venue_names: tuple[str, ...],
     xt_base_url: str | None,
     htx_base_url: str | None,
@@ -130,7 +131,7 @@ def resume(
     path = require_journal(journal_path)
 
     async def run() -> _Outcome:
-        async with Client(*venues, journal=path) as client:
+        async with Client(*venues, journal=client_journal(path)) as client:
             mine = [(v.name, v.account) for v in venues]
             total = len(await client.journal.list(statuses=UNRESOLVED, accounts=mine))
             tally = {"failed": 0, "unknown": 0, "sent": 0, "retries": 0}
@@ -176,7 +177,7 @@ def resume(
         raise SystemExit(EXIT_UNRESOLVED)
 
 
-def _print(outcome: _Outcome, path: Path, *, mine: set[tuple[str, str]]) -> None:
+def _print(outcome: _Outcome, path: JournalLocation, *, mine: set[tuple[str, str]]) -> None:
     """The receipts, what was left untouched, and one summary line that says the exit status.
 
     ``mine``: the (venue, account) pairs whose credentials this run has.

@@ -7,7 +7,6 @@ happened. Each command changes one intent and records who, when and why (see `_s
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import click
 from rich.text import Text
@@ -15,7 +14,13 @@ from rich.text import Text
 from .._models import TransferStatus
 from .._settle import abandon_intent, default_settler, settle_intent
 from ..journal import LEGACY_ACCOUNT, Intent, IntentId
-from ._common import CliError, existing_journal, journal_option, run_async
+from ._common import (
+    CliError,
+    JournalLocation,
+    existing_journal,
+    journal_option,
+    run_async,
+)
 from ._format import echo_json, intent_json, make_console, status_text
 from ._journal import WHICH_ACCOUNT, WHICH_VENUE, journal, journal_path_of, one_intent
 from ._venues import VENUE_NAMES, venue_env, venue_from_env
@@ -54,7 +59,7 @@ def settle(
     ctx: click.Context,
     *,
     key: str,
-    journal_path: Path | None,
+    journal_path: JournalLocation | None,
     venue: str | None,
     account: str | None,
     outcome: str | None,
@@ -107,7 +112,7 @@ def abandon(
     ctx: click.Context,
     *,
     key: str,
-    journal_path: Path | None,
+    journal_path: JournalLocation | None,
     venue: str | None,
     account: str | None,
     reason: str,
@@ -142,7 +147,7 @@ def abandon(
 )
 @click.pass_context
 def adopt(
-    ctx: click.Context, *, key: str, journal_path: Path | None, venue: str, account: str
+    ctx: click.Context, *, key: str, journal_path: JournalLocation | None, venue: str, account: str
 ) -> None:
     """Give the intent KEY, recorded by xferkit 0.1 without an account, to ACCOUNT.
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import click
 from rich.table import Table
@@ -23,6 +22,8 @@ from .._validation import amount_text, check_key, normalize_amount
 from ._common import (
     EXIT_UNRESOLVED,
     CliError,
+    JournalLocation,
+    client_journal,
     journal_option,
     journal_to_write,
     run_async,
@@ -92,7 +93,7 @@ def transfer(
     symbol: str | None,
     margin_account: str | None,
     base_url: str | None,
-    journal_path: Path,
+    journal_path: JournalLocation,
     as_json: bool,
 ) -> None:
     """Move AMOUNT of CURRENCY between two of your accounts on VENUE (xt or htx), once.
@@ -122,7 +123,7 @@ def transfer(
     started = datetime.now(timezone.utc)
 
     async def run() -> Outcome:
-        async with Client(configured, journal=path) as client:
+        async with Client(configured, journal=client_journal(path)) as client:
             result: Receipt | Exception
             try:
                 result = await client.transfer(

@@ -22,8 +22,10 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._clock import Clock
 from .._exceptions import JournalError
 from .._models import TransferStatus
+from .._shared_rate import PostgresBudget, SharedLimiter, budget_table_sql
 from ._base import (
     LEGACY_ACCOUNT,
     UNRESOLVED_STATUSES,
@@ -42,7 +44,7 @@ from ._group import GroupCommit, Write
 
 __all__ = ["PostgresJournal"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _T = TypeVar("_T")
 _TERMINAL = [TransferStatus.SUCCEEDED.value, TransferStatus.FAILED.value]
 _DEADLOCK_RETRIES = 5
@@ -110,6 +112,12 @@ def _movements_sql(schema: str) -> list[str]:
             PRIMARY KEY (venue, account, movement)
         )""",
     ]
+
+
+def _rate_budgets_sql(schema: str) -> list[str]:
+    """Schema 4: the fleet's shared rate budgets, one row per venue account
+    (`xferkit._shared_rate`)."""
+    return [budget_table_sql(f"{schema}.rate_budgets")]
 
 
 def _migration_from_1_sql(schema: str) -> list[str]:
@@ -288,6 +296,21 @@ class PostgresJournal:
         """Transactions committed so far (each holds one or more writes: group commit)."""
         return sum(group.commits for group in self._groups)
 
+    def rate_limiter(self, venue: str, account: str, rate: float, clock: Clock) -> SharedLimiter:
+        """The fleet's rate budget for ``(venue, account)``, kept in this journal's database.
+
+        Every process on this schema takes its send slots for that account from one row, by
+        the database's clock (`xferkit._shared_rate`).
+        """
+
+        async def execute(sql: str, *args: object) -> list[Any]:
+            return await self._run(lambda connection: connection.fetch(sql, *args))
+
+        budget = PostgresBudget(
+            execute, table=f"{self.schema}.rate_budgets", venue=venue, account=account
+        )
+        return SharedLimiter(budget, rate=rate, clock=clock)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -325,7 +348,11 @@ class PostgresJournal:
                     f"SELECT max(version) FROM {self.schema}.meta"  # noqa: S608 - checked identifier
                 )
                 if version is None:
-                    for statement in [*_schema_sql(self.schema), *_movements_sql(self.schema)]:
+                    for statement in [
+                        *_schema_sql(self.schema),
+                        *_movements_sql(self.schema),
+                        *_rate_budgets_sql(self.schema),
+                    ]:
                         await connection.execute(statement)
                     await connection.execute(
                         f"INSERT INTO {self.schema}.meta (version) VALUES ($1)",  # noqa: S608
@@ -333,8 +360,10 @@ class PostgresJournal:
                     )
                 elif version < SCHEMA_VERSION:
                     steps = _migration_from_1_sql(self.schema) if version == 1 else []
-                    steps += _migration_from_2_sql(self.schema)
-                    for statement in [*steps, *_movements_sql(self.schema)]:
+                    if version <= 2:
+                        steps += _migration_from_2_sql(self.schema)
+                    steps += [*_movements_sql(self.schema), *_rate_budgets_sql(self.schema)]
+                    for statement in steps:
                         await connection.execute(statement)
                     await connection.execute(
                         f"UPDATE {self.schema}.meta SET version = $1",  # noqa: S608
