@@ -518,33 +518,40 @@ class SqliteJournal:
                     isolation_level=None,  # explicit BEGIN/COMMIT below
                     check_same_thread=False,  # one thread at a time, via the limiter
                 )
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("BEGIN IMMEDIATE")
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    db.execute("ROLLBACK")
-                    db.close()
-                    raise JournalError(
-                        f"journal {self.path} has schema version {version}; this xferkit "
-                        f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
-                    )
-                if version == 0:
-                    _create_schema(db)
-                elif version == 1:
-                    _migrate_from_1(db)  # straight to the current schema
-                elif version == 2:
-                    _migrate_from_2(db)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-                self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
+                try:
+                    self._prepare(db)
+                except BaseException:
+                    db.close()  # a journal that failed to open holds no connection open
+                    raise
             except (OSError, sqlite3.Error) as exc:
                 raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
             return db
 
         self._db = await anyio.to_thread.run_sync(connect, limiter=self._limiter)
         self._group = GroupCommit(self._commit_batch)
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Set WAL and FULL sync, then create, check or migrate the schema in one transaction."""
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("BEGIN IMMEDIATE")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            db.execute("ROLLBACK")
+            raise JournalError(
+                f"journal {self.path} has schema version {version}; this xferkit "
+                f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
+            )
+        if version == 0:
+            _create_schema(db)
+        elif version == 1:
+            _migrate_from_1(db)  # straight to the current schema
+        elif version == 2:
+            _migrate_from_2(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+        self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
 
     async def aclose(self) -> None:
         """Close the connection; safe to call twice."""
