@@ -60,6 +60,11 @@ def test_identical_htx_movements_of_two_clients_take_turns_under_trio(tmp_path: 
     path = tmp_path / "journal.sqlite3"
     receipts: dict[str, xferkit.Receipt] = {}
 
+    # No deadline: the waiter polls in virtual seconds while the other client's SQLite writes
+    # take real time on worker threads, so on a busy machine any virtual deadline could pass
+    # before the other transfer settles (the deadline is not what this test is about).
+    retry = xferkit.RetryPolicy(deadline=None)
+
     async def main() -> None:
         async with (
             httpx.AsyncClient(transport=FakeTransport(fake)) as http_client,
@@ -68,12 +73,14 @@ def test_identical_htx_movements_of_two_clients_take_turns_under_trio(tmp_path: 
                 journal=path,
                 http_client=http_client,
                 clock=clock,
+                retry=retry,
             ) as first,
             xferkit.Client(
                 xferkit.HTX(HTX_ACCESS_KEY, HTX_SECRET),
                 journal=path,
                 http_client=http_client,
                 clock=clock,
+                retry=retry,
             ) as second,
         ):
 
