@@ -1,4 +1,8 @@
-"""Developer sessions: `nox -s tests lint typecheck docs`."""
+"""Developer sessions: `nox -s tests lint typecheck docs`.
+
+`tests` runs once per Python in `PYTHONS` (`nox -s tests-3.10` for one). nox finds each
+interpreter as ``python3.10`` etc. on PATH; `.ci/run` puts pyenv's there.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,14 @@ import nox
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
+# Every Python xferkit supports; the classifiers in pyproject.toml list the same ones
+# (tests/unit/test_packaging.py checks).
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
-@nox.session
+
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the test suite."""
+    """Run the test suite on one Python (arguments after ``--`` go to pytest)."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 

@@ -1,7 +1,7 @@
 """Transfer throughput and latency against the loopback fake XT: raw loops, ccxt and xferkit.
 
 Run as ``python benchmarks/transfer_bench.py`` (or ``nox -s bench``); the comparison rows need
-the ``bench`` extra (``pip install -e '.[bench]'``: ccxt, aiohttp) and are
+the ``bench`` group (``pip install -e . --group bench``: ccxt, aiohttp) and are
 skipped without it. A child process serves a `FakeXT` (no faults, balances nothing can
 exhaust) with ``xferkit.testing.serve``, a real HTTP/1.1 server on loopback, so the server does
 not share the client's event loop. Against it, for concurrency 1, 8 and 32, each client
@@ -631,7 +631,7 @@ def available_clients(
         )
         if name not in wanted or missing:
             if name in wanted:
-                print(f"{name} skipped: pip install -e '.[bench]'")
+                print(f"{name} skipped: pip install -e . --group bench")
             del clients[name]
     return clients
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
@@ -27,7 +28,7 @@ async def require_postgres() -> str:
     dsn = postgres_dsn()
     try:
         connection = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+    except (OSError, asyncpg.PostgresError, TimeoutError, asyncio.TimeoutError) as exc:
         message = f"no PostgreSQL at {dsn}: {exc}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{message} (CI must run the PostgreSQL tests)")

@@ -53,7 +53,9 @@ async def settle_intent(
     another worker is driving now.
     """
     if status not in (TransferStatus.SUCCEEDED, TransferStatus.FAILED):
-        raise SettlementRefusedError(f"an intent is settled SUCCEEDED or FAILED, not {status}")
+        # The value, not f"{status}": that reads "TransferStatus.UNKNOWN" since Python 3.11.
+        shown = getattr(status, "value", status)
+        raise SettlementRefusedError(f"an intent is settled SUCCEEDED or FAILED, not {shown}")
     if status is TransferStatus.FAILED and transfer_id is not None:
         raise SettlementRefusedError("a FAILED transfer has no transfer id")
     if status is TransferStatus.FAILED and not reason.strip():

@@ -67,6 +67,11 @@ class Watched:
     def __init__(self, inner: Journal, refused: anyio.Event) -> None:
         self._inner = inner
         self._refused = refused
+        # Since Python 3.12, isinstance(x, Journal) looks members up statically, never through
+        # __getattr__: the inner journal's other methods are bound on the instance.
+        for name in vars(Journal):
+            if not name.startswith("_") and name not in vars(Watched):
+                setattr(self, name, getattr(inner, name))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -76,6 +76,20 @@ async def test_settling_as_failed_needs_a_reason(make_client: MakeClient, plan: 
     assert stored.status is TransferStatus.UNKNOWN
 
 
+async def test_an_open_status_is_refused_by_its_name_on_every_python(
+    make_client: MakeClient, plan: FaultPlan
+) -> None:
+    """Settling as ``UNKNOWN`` is refused naming ``UNKNOWN``, the same on 3.10 as on 3.11+."""
+    # f"{member}" of a str-mixin enum is its value before 3.11 and "Class.MEMBER" since.
+    plan.force(Fault.DROP_AFTER)
+    async with make_client(retry=xferkit.RetryPolicy(max_attempts=1, deadline=None)) as client:
+        with pytest.raises(xferkit.TransferOutcomeUnknownError):
+            await client.transfer("xt", **transfer_args(), key="k1")
+        with pytest.raises(xferkit.SettlementRefusedError) as refused:
+            await client.settle("k1", status=TransferStatus.UNKNOWN)
+    assert str(refused.value).endswith("SUCCEEDED or FAILED, not UNKNOWN")
+
+
 async def test_an_intent_another_worker_is_driving_cannot_be_settled(
     make_client: MakeClient, journal: Journal, xt: xferkit.XT, clock: VirtualClock
 ) -> None:

@@ -50,11 +50,6 @@ def test_transfers_with_faults_and_sqlite_run_under_trio(tmp_path: Path) -> None
     assert list(fake.executions_by_token().values()) == [1]
 
 
-# Virtual time runs on while a journal write waits for SQLite's thread in real time, so a
-# deadline would measure the machine's load, not the engine: waits here end by settling.
-NO_DEADLINE = xferkit.RetryPolicy(deadline=None)
-
-
 def test_identical_htx_movements_of_two_clients_take_turns_under_trio(tmp_path: Path) -> None:
     """Under trio, two clients on one SQLite journal: an identical HTX transfer whose first
     answer was lost waits for the other's turn and spacing in the journal; each executes once."""
@@ -65,6 +60,11 @@ def test_identical_htx_movements_of_two_clients_take_turns_under_trio(tmp_path: 
     path = tmp_path / "journal.sqlite3"
     receipts: dict[str, xferkit.Receipt] = {}
 
+    # No deadline: the waiter polls in virtual seconds while the other client's SQLite writes
+    # take real time on worker threads, so on a busy machine any virtual deadline could pass
+    # before the other transfer settles (the deadline is not what this test is about).
+    retry = xferkit.RetryPolicy(deadline=None)
+
     async def main() -> None:
         async with (
             httpx.AsyncClient(transport=FakeTransport(fake)) as http_client,
@@ -73,14 +73,14 @@ def test_identical_htx_movements_of_two_clients_take_turns_under_trio(tmp_path: 
                 journal=path,
                 http_client=http_client,
                 clock=clock,
-                retry=NO_DEADLINE,
+                retry=retry,
             ) as first,
             xferkit.Client(
                 xferkit.HTX(HTX_ACCESS_KEY, HTX_SECRET),
                 journal=path,
                 http_client=http_client,
                 clock=clock,
-                retry=NO_DEADLINE,
+                retry=retry,
             ) as second,
         ):
 

@@ -31,7 +31,7 @@ async def run(journal: str, url: str, key: str, start_at: float) -> dict[str, st
     htx = xferkit.HTX(HTX_ACCESS_KEY, HTX_SECRET, base_url=url)
     retry = xferkit.RetryPolicy(deadline=60.0)
     async with xferkit.Client(htx, journal=journal_of(journal), retry=retry) as client:
-        await anyio.sleep(start_at - time.time())  # both processes send together
+        await anyio.sleep(max(0.0, start_at - time.time()))  # both send together
         try:
             receipt = await client.transfer(
                 "htx",

@@ -22,7 +22,7 @@ from .test_contract import LEASE, make_intent
 async def run(path: str, name: str, keys: int, start_at: float) -> dict[str, list[str]]:
     journal = SqliteJournal(path)
     await journal.open()
-    await anyio.sleep(start_at - time.time())  # every process starts writing together
+    await anyio.sleep(max(0.0, start_at - time.time()))  # every process starts together
     created: list[str] = []
     errors: list[str] = []
 

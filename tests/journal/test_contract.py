@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import gc
 import sqlite3
 import threading
 from collections.abc import Callable
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -236,7 +238,7 @@ async def test_sqlite_claim_is_on_disk_when_it_returns(tmp_path: Path) -> None:
     await journal.open()
     try:
         await journal.claim(make_intent(), owner="a", lease_seconds=LEASE)
-        with sqlite3.connect(path) as other:
+        with closing(sqlite3.connect(path)) as other, other:
             rows = other.execute("SELECT key, status FROM intents").fetchall()
         assert rows == [("k1", "PENDING")]
     finally:
@@ -258,7 +260,7 @@ async def test_sqlite_uses_wal_and_full_sync(tmp_path: Path) -> None:
 async def test_sqlite_refuses_a_newer_schema(tmp_path: Path) -> None:
     """A journal written by a newer xferkit is refused instead of being misread."""
     path = tmp_path / "j.sqlite3"
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("PRAGMA user_version = 99")
     with pytest.raises(JournalError, match="schema version 99"):
         await SqliteJournal(path).open()
@@ -287,6 +289,17 @@ async def test_sqlite_unwritable_location_is_a_journal_error(tmp_path: Path) -> 
     blocker.write_text("not a directory")
     with pytest.raises(JournalError):
         await SqliteJournal(blocker / "j.sqlite3").open()
+
+
+async def test_sqlite_a_file_that_is_not_a_journal_leaves_no_connection_open(
+    tmp_path: Path,
+) -> None:
+    """A file SQLite cannot read is JournalError, and the connection opened on it is closed."""
+    path = tmp_path / "j.sqlite3"
+    path.write_bytes(b"not a database, " * 256)
+    with pytest.raises(JournalError, match="cannot open"):
+        await SqliteJournal(path).open()
+    gc.collect()  # an unclosed connection would warn here (ResourceWarning, Python 3.13+)
 
 
 async def test_sqlite_closed_journal_raises(tmp_path: Path) -> None:
@@ -721,7 +734,7 @@ async def test_sqlite_group_commit_is_on_disk_for_each_caller(tmp_path: Path) ->
 
     async def claim(n: int) -> None:
         await journal.claim(make_intent(f"d{n}"), owner="a", lease_seconds=LEASE)
-        with sqlite3.connect(path) as other:
+        with closing(sqlite3.connect(path)) as other, other:
             row = other.execute("SELECT 1 FROM intents WHERE key = ?", (f"d{n}",)).fetchone()
         if row is None:
             missing.append(f"d{n}")
@@ -790,7 +803,7 @@ async def test_sqlite_answers_match_the_disk_when_sqlite_ends_a_transaction(
     assert answers["first/a"] is None
     assert answers["z/a"] is None
     assert all(isinstance(answers[k], JournalError) for k in ("a/a", "a/b", "m"))
-    with sqlite3.connect(path) as other:
+    with closing(sqlite3.connect(path)) as other, other:
         keys = {row[0] for row in other.execute("SELECT key FROM intents")}
     assert keys == {"first", "z"}
 
@@ -853,7 +866,7 @@ async def test_sqlite_commits_a_groups_claims_and_saves_in_one_statement(
         answer = answers[f"new{n}"]
         assert isinstance(answer, Claim)
         assert (answer.created, answer.owned, answer.intent.lease_owner) == (True, True, "b")
-    with sqlite3.connect(tmp_path / "j.sqlite3") as other:
+    with closing(sqlite3.connect(tmp_path / "j.sqlite3")) as other, other:
         rows = {r[0]: r[1:] for r in other.execute("SELECT key, status, lease_owner FROM intents")}
     assert rows["saved1"] == rows["saved2"] == (TransferStatus.SUCCEEDED.value, None)
     assert all(rows[f"new{n}"] == (TransferStatus.PENDING.value, "b") for n in range(5))
@@ -970,7 +983,7 @@ async def test_sqlite_a_refused_write_in_a_group_gets_its_own_answer(tmp_path: P
     assert answers["saved/a"] == "saved"
     assert isinstance(answers["stolen/b"], LeaseLostError)
     assert isinstance(answers["ghost/a"], LeaseLostError)
-    with sqlite3.connect(tmp_path / "j.sqlite3") as other:
+    with closing(sqlite3.connect(tmp_path / "j.sqlite3")) as other, other:
         rows = dict(other.execute("SELECT key, status FROM intents"))
     assert rows["saved"] == TransferStatus.SUCCEEDED.value
     assert rows["stolen"] == TransferStatus.PENDING.value

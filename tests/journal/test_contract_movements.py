@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -218,7 +219,8 @@ async def test_a_schema_2_sqlite_journal_gains_movements_and_keeps_its_intents(
         assert await take(journal, b) == MovementTurn(taken=False, blocker="a")
     finally:
         await journal.aclose()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
 
 
 async def test_a_schema_2_postgres_journal_gains_movements_and_keeps_its_intents() -> None:

@@ -5,6 +5,7 @@ cannot be shown to own it (issue 15)."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -100,7 +101,8 @@ async def test_an_upgraded_sqlite_journal_keeps_every_row_with_its_account_unkno
     assert {r.account for r in rows} == {LEGACY_ACCOUNT}
     assert stored is not None
     assert stored.token == xt().legacy_token("xt-open")  # its bizId is kept
-    assert sqlite3.connect(v1_journal).execute("PRAGMA user_version").fetchone() == (3,)
+    with closing(sqlite3.connect(v1_journal)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
 
 
 async def send_as_xferkit_0_1(
@@ -280,6 +282,6 @@ async def test_a_schema_2_sqlite_journal_gains_attempts_end_venue_ms_and_keeps_i
         await journal.save(stored, owner="w", lease_seconds=60)  # still w's lease
     finally:
         await journal.aclose()
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone() == (3,)
-    assert db.execute("SELECT count(*) FROM movements").fetchone() == (0,)  # schema 3 too
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("SELECT count(*) FROM movements").fetchone() == (0,)  # schema 3 too

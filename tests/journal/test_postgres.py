@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import anyio
 import asyncpg
 import httpx
@@ -63,6 +65,38 @@ async def test_an_unreachable_database_is_a_journal_error_and_nothing_is_sent() 
     assert "secret-pw" not in str(raised.value)
     assert "secret-pw" not in repr(client)
     assert not fake.requests
+
+
+async def test_a_database_that_never_answers_is_a_journal_error() -> None:
+    """A server that takes the connection but never answers is JournalError, on Python 3.10 too."""
+    # asyncpg's timeouts raise asyncio.TimeoutError, which is not the builtin TimeoutError
+    # before Python 3.11.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        journal = PostgresJournal(
+            f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=0.2
+        )
+        with pytest.raises(JournalError, match="cannot reach"):
+            await journal.open()
+
+
+async def test_waiting_too_long_for_a_pooled_connection_is_a_journal_error() -> None:
+    """When every pooled connection stays busy past the timeout, the call is JournalError."""
+    dsn = await require_postgres()
+    schema = unique_schema()
+    journal = PostgresJournal(dsn, schema=schema, min_size=1, max_size=1, connect_timeout=0.2)
+    await journal.open()
+    try:
+        pool = journal._pool
+        assert pool is not None
+        async with pool.acquire():  # the only connection, held past connect_timeout
+            with pytest.raises(JournalError, match="failed"):
+                await journal.get(IntentId(venue="xt", account="a", key="k"))
+    finally:
+        await journal.aclose()
+        await drop_schema(dsn, schema)
 
 
 async def test_client_accepts_a_dsn_and_settles_exactly_once(

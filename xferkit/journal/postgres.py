@@ -183,6 +183,8 @@ def _database_errors() -> tuple[type[BaseException], ...]:
     """Everything asyncpg raises for a failed database call, so callers only see JournalError.
 
     ``InternalClientError`` comes from reusing a pooled connection the server just dropped.
+    asyncpg's connect and pool timeouts raise ``asyncio.TimeoutError``, which only Python 3.11
+    made the builtin ``TimeoutError``: both are listed, so 3.10 sees JournalError too.
     """
     import asyncpg  # noqa: PLC0415
 
@@ -192,6 +194,7 @@ def _database_errors() -> tuple[type[BaseException], ...]:
         asyncpg.InternalClientError,
         OSError,
         TimeoutError,
+        asyncio.TimeoutError,
     )
 
 

@@ -6,10 +6,15 @@ only after SQLite's fsync: a claim that returned is on disk before anything is s
 writes share a commit and its fsync (group commit, see ``_group``): a commit's claims and saves
 are written by one statement (`_write_group`), anything else in one transaction.
 Several processes may share the file; SQLite's write lock serialises their writes.
+
+The journal names accounts, amounts and keys: a file and directories it creates are its
+owner's alone (0600 and 0700), and so are SQLite's ``-wal`` and ``-shm`` files, which SQLite
+gives the database file's mode (`_create_private`).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections import Counter
@@ -49,6 +54,8 @@ from ._group import GroupCommit, Write
 __all__ = ["DEFAULT_JOURNAL_PATH", "SqliteJournal"]
 
 DEFAULT_JOURNAL_PATH = Path("~/.xferkit/journal.sqlite3")
+_PRIVATE_FILE = 0o600
+_PRIVATE_DIRECTORY = 0o700
 SCHEMA_VERSION = 3
 _T = TypeVar("_T")
 
@@ -453,6 +460,35 @@ def _run_alone(db: sqlite3.Connection, writes: list[Write[Any]], path: Path) -> 
         raise
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path``'s missing directories (0700) and an empty ``path`` (0600) if absent.
+
+    An existing directory or file keeps its mode: its owner chose it (a group that shares a
+    journal, say). The file is made here, empty (which SQLite reads as a new database),
+    rather than by SQLite under a narrowed umask: the umask belongs to the whole process,
+    and other threads create files meanwhile. SQLite creates ``-wal`` and ``-shm`` with the
+    database file's mode, so they are 0600 too. Each mode is set exactly with ``chmod``,
+    since a umask may also take the owner's own bits away.
+    """
+    missing: list[Path] = []
+    for parent in path.parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=_PRIVATE_DIRECTORY)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is not ours to set
+        directory.chmod(_PRIVATE_DIRECTORY)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE)
+    except FileExistsError:
+        return
+    os.close(descriptor)
+    path.chmod(_PRIVATE_FILE)
+
+
 def _variable_limit(db: sqlite3.Connection) -> int:
     """How many values one statement may bind: asked on Python 3.11+, else SQLite's default."""
     if sys.version_info >= (3, 11):
@@ -464,8 +500,8 @@ class SqliteJournal:
     """A durable journal in one SQLite file (the default).
 
     Args:
-        path: the database file; parent directories are created.
-            Defaults to ``~/.xferkit/journal.sqlite3``.
+        path: the database file; it and missing parent directories are created readable
+            by their owner only (0600, 0700). Defaults to ``~/.xferkit/journal.sqlite3``.
         clock: the clock leases are judged by.
         busy_timeout: seconds to wait for another process's write lock.
     """
@@ -557,40 +593,47 @@ class SqliteJournal:
 
         def connect() -> sqlite3.Connection:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
                 db = sqlite3.connect(
                     self.path,
                     timeout=self._busy_timeout,
                     isolation_level=None,  # explicit BEGIN/COMMIT below
                     check_same_thread=False,  # one thread at a time, via the limiter
                 )
-                db.row_factory = sqlite3.Row
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("BEGIN IMMEDIATE")
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    db.execute("ROLLBACK")
-                    db.close()
-                    raise JournalError(
-                        f"journal {self.path} has schema version {version}; this xferkit "
-                        f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
-                    )
-                if version == 0:
-                    _create_schema(db)
-                elif version == 1:
-                    _migrate_from_1(db)  # straight to the current schema
-                elif version == 2:
-                    _migrate_from_2(db)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                db.execute("COMMIT")
-                self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
+                try:
+                    self._prepare(db)
+                except BaseException:
+                    db.close()  # a journal that failed to open holds no connection open
+                    raise
             except (OSError, sqlite3.Error) as exc:
                 raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
             return db
 
         self._db = await anyio.to_thread.run_sync(connect, limiter=self._limiter)
         self._group = GroupCommit(self._commit_batch)
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        """Set WAL and FULL sync, then create, check or migrate the schema in one transaction."""
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("BEGIN IMMEDIATE")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            db.execute("ROLLBACK")
+            raise JournalError(
+                f"journal {self.path} has schema version {version}; this xferkit "
+                f"understands up to {SCHEMA_VERSION}: upgrade xferkit"
+            )
+        if version == 0:
+            _create_schema(db)
+        elif version == 1:
+            _migrate_from_1(db)  # straight to the current schema
+        elif version == 2:
+            _migrate_from_2(db)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+        self._group_limit = max(1, _variable_limit(db) // _GROUP_WIDTH)
 
     async def aclose(self) -> None:
         """Close the connection; safe to call twice."""
