@@ -15,7 +15,8 @@ import pytest
 import xferkit
 from xferkit import PostgresJournal
 from xferkit._clock import SYSTEM_CLOCK
-from xferkit._ratelimit import HEADROOM, RateLimiter
+from xferkit._ratelimit import RateLimiter
+from xferkit._shared_rate import FLEET_HEADROOM as HEADROOM
 from xferkit._shared_rate import SharedLimiter
 
 from ..postgres import drop_schema, require_postgres, unique_schema

@@ -12,8 +12,8 @@ import pytest
 
 import xferkit
 from xferkit._clock import SYSTEM_CLOCK
-from xferkit._ratelimit import HEADROOM
 from xferkit._redis_rate import RedisRateStore
+from xferkit._shared_rate import FLEET_HEADROOM as HEADROOM
 from xferkit._shared_rate import SharedLimiter
 
 pytestmark = pytest.mark.anyio
