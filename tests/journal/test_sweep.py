@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -183,7 +184,7 @@ async def test_sqlite_a_groups_takes_share_its_one_statement(tmp_path: Path) -> 
     assert all(s.startswith("SELECT") for s in statements[1:]), statements  # no BEGIN, COMMIT
     assert answers["stale"] is None
     assert all(isinstance(answers[f"t{n}"], Intent) for n in range(3))
-    with sqlite3.connect(tmp_path / "j.sqlite3") as other:
+    with closing(sqlite3.connect(tmp_path / "j.sqlite3")) as other:  # `with` alone never closes
         rows = {
             r[0]: r[1:] for r in other.execute("SELECT key, attempts, lease_owner FROM intents")
         }
